@@ -1,0 +1,16 @@
+"""What an architecture is: the spec, the registries of choices, the builder and the presets."""
+from . import activations, attention, blocks, norms  # noqa: F401  (registers the choices)
+from .builder import NasNet, build_model, build_stage
+from .errors import SpecError
+from .layers import Layers, conv2d, conv_unit
+from .presets import get_preset, list_presets, preset_meta, wrn
+from .registry import (ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, OptionSpec, Registry, register_activation,
+                       register_attention, register_block, register_norm)
+from .spec import ORDERS, Arch, Head, Stage, Stem, from_dict, from_yaml, load_arch, to_dict, to_yaml
+
+__all__ = [
+    "ACTIVATIONS", "ATTENTIONS", "BLOCKS", "NORMS", "ORDERS", "Arch", "Head", "Layers", "NasNet", "OptionSpec",
+    "Registry", "SpecError", "Stage", "Stem", "build_model", "build_stage", "conv2d", "conv_unit", "from_dict",
+    "from_yaml", "get_preset", "list_presets", "load_arch", "preset_meta", "register_activation",
+    "register_attention", "register_block", "register_norm", "to_dict", "to_yaml", "wrn",
+]

@@ -1,0 +1,330 @@
+"""The architecture spec: frozen, typed, validated data that round-trips through YAML.
+
+``Arch(stem, stages, head, input_size)``; each ``Stage`` names its block, depth, width, stride,
+normaliser, attention, activation and unit order, plus block/norm/attention options
+(pycls AnyNet's per-stage lists; timm byobnet's ``ByoBlockCfg``). ``arch_id`` is a short sha1
+of the canonical form. Every problem raises :class:`SpecError` naming the field.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import SpecError
+from .registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, Entry, normalize_name
+
+ORDERS = ("post", "pre", "white_conv")
+"""Unit orders: conv→norm→act (post), norm→act→conv (pre-activation, WRN), and
+norm→conv→act with the normaliser (a whitening) right before each conv (Cho et al.)."""
+
+Args = tuple[tuple[str, Any], ...]
+
+
+def _freeze_args(value: Any, where: str) -> Args:
+    if value is None:
+        return ()
+    if isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        value = dict(value)
+    if not isinstance(value, Mapping):
+        raise SpecError(where, f"must be a mapping of option names to values, got {value!r}")
+    out = []
+    for key, val in value.items():
+        if not isinstance(key, str):
+            raise SpecError(where, f"option names must be strings, got {key!r}")
+        if isinstance(val, list):
+            val = tuple(val)
+        if not isinstance(val, (int, float, str, bool, tuple)) and val is not None:
+            raise SpecError(f"{where}.{key}", f"must be a scalar or a list, got {type(val).__name__}")
+        out.append((key, val))
+    return tuple(sorted(out))
+
+
+def _check_int(value: Any, where: str, *, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(where, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise SpecError(where, f"must be >= {minimum}, got {value}")
+
+
+def _check_choice(registry, name: Any, where: str) -> Entry:
+    if not isinstance(name, str):
+        raise SpecError(where, f"must be a string naming one of: {', '.join(registry.names())}")
+    try:
+        return registry.entry(name)
+    except ValueError as exc:
+        raise SpecError(where, str(exc)) from None
+
+
+def _check_options(entry: Entry, args: Args, where: str) -> Args:
+    out = []
+    for key, val in args:
+        if key not in entry.options:
+            valid = ", ".join(sorted(entry.options)) or "none"
+            raise SpecError(f"{where}.{key}", f"unknown option for {entry.name!r}; valid: {valid}")
+        out.append((key, entry.options[key].coerce(val, f"{where}.{key}")))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Stem:
+    """Input stem: a k×k conv (stride s) to ``width`` channels, optionally norm+act and a 3×3/2 max-pool.
+
+    The stem's norm and activation are the first stage's (``norm_act``); WRN uses a bare conv.
+    """
+
+    width: int = 16
+    kernel: int = 3
+    stride: int = 1
+    norm_act: bool = False
+    pool: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """``depth`` blocks of type ``block`` to ``width`` channels; the first has stride ``stride``."""
+
+    block: str
+    depth: int
+    width: int
+    stride: int = 1
+    norm: str = "bn"
+    attention: str = "none"
+    act: str = "relu"
+    order: str = "post"
+    block_args: Args = ()
+    norm_args: Args = ()
+    attn_args: Args = ()
+
+    def __post_init__(self) -> None:
+        for name in ("block_args", "norm_args", "attn_args"):
+            object.__setattr__(self, name, _freeze_args(getattr(self, name), name))
+        for name in ("block", "norm", "attention", "act", "order"):
+            val = getattr(self, name)
+            if isinstance(val, str) and val.strip():
+                object.__setattr__(self, name, normalize_name(val))
+
+    @property
+    def block_kw(self) -> dict[str, Any]:
+        return dict(self.block_args)
+
+    @property
+    def norm_kw(self) -> dict[str, Any]:
+        return dict(self.norm_args)
+
+    @property
+    def attn_kw(self) -> dict[str, Any]:
+        return dict(self.attn_args)
+
+
+@dataclass(frozen=True)
+class Head:
+    """Classifier head: [final norm(+act)] → global average pool → [1×1 conv to ``hidden`` + act]
+    → dropout → linear. The final norm is added for ``pre`` (norm+act, as WRN) and ``white_conv``
+    (norm only, Cho et al.'s extra whitening before the classifier) last stages."""
+
+    hidden: int = 0
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A whole network: stem, stages, head and the input resolution it is specified for."""
+
+    stem: Stem
+    stages: tuple[Stage, ...]
+    head: Head = field(default_factory=Head)
+    input_size: int = 32
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stages, list):
+            object.__setattr__(self, "stages", tuple(self.stages))
+        validate(self)
+
+    @property
+    def arch_id(self) -> str:
+        """Short sha1 of the canonical JSON form: equal specs share an id, any change alters it."""
+        canon = json.dumps(to_dict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(canon.encode()).hexdigest()[:12]
+
+    def to_yaml(self) -> str:
+        return to_yaml(self)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "Arch":
+        return from_yaml(text)
+
+    def replace(self, **changes: Any) -> "Arch":
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(arch: Arch) -> None:
+    """Check every field of ``arch``; raise :class:`SpecError` naming the first bad one."""
+    if not isinstance(arch.stem, Stem):
+        raise SpecError("stem", f"must be a Stem, got {type(arch.stem).__name__}")
+    _check_int(arch.stem.width, "stem.width")
+    _check_int(arch.stem.kernel, "stem.kernel")
+    _check_int(arch.stem.stride, "stem.stride")
+    if arch.stem.kernel % 2 == 0:
+        raise SpecError("stem.kernel", f"must be odd, got {arch.stem.kernel}")
+    for name in ("norm_act", "pool"):
+        if not isinstance(getattr(arch.stem, name), bool):
+            raise SpecError(f"stem.{name}", f"must be true or false, got {getattr(arch.stem, name)!r}")
+    if not isinstance(arch.stages, tuple) or not arch.stages:
+        raise SpecError("stages", "must be a non-empty list of stages")
+    for i, stage in enumerate(arch.stages):
+        _validate_stage(stage, f"stages[{i}]")
+    if not isinstance(arch.head, Head):
+        raise SpecError("head", f"must be a Head, got {type(arch.head).__name__}")
+    _check_int(arch.head.hidden, "head.hidden", minimum=0)
+    if isinstance(arch.head.dropout, bool) or not isinstance(arch.head.dropout, (int, float)) \
+            or not 0.0 <= arch.head.dropout < 1.0:
+        raise SpecError("head.dropout", f"must be a number in [0, 1), got {arch.head.dropout!r}")
+    object.__setattr__(arch.head, "dropout", float(arch.head.dropout))
+    _check_int(arch.input_size, "input_size")
+    total_stride = arch.stem.stride * (2 if arch.stem.pool else 1)
+    for s in arch.stages:
+        total_stride *= s.stride
+    if total_stride > arch.input_size:
+        raise SpecError("stages", f"total stride {total_stride} exceeds input_size {arch.input_size}")
+
+
+def _validate_stage(stage: Stage, where: str) -> None:
+    if not isinstance(stage, Stage):
+        raise SpecError(where, f"must be a Stage, got {type(stage).__name__}")
+    block = _check_choice(BLOCKS, stage.block, f"{where}.block")
+    _check_int(stage.depth, f"{where}.depth")
+    _check_int(stage.width, f"{where}.width")
+    _check_int(stage.stride, f"{where}.stride")
+    if stage.stride > 2:
+        raise SpecError(f"{where}.stride", f"must be 1 or 2, got {stage.stride}")
+    norm = _check_choice(NORMS, stage.norm, f"{where}.norm")
+    attn = _check_choice(ATTENTIONS, stage.attention, f"{where}.attention")
+    _check_choice(ACTIVATIONS, stage.act, f"{where}.act")
+    if stage.order not in ORDERS:
+        raise SpecError(f"{where}.order", f"must be one of {', '.join(ORDERS)}, got {stage.order!r}")
+    orders = block.meta.get("orders", ("post",))
+    if stage.order not in orders:
+        raise SpecError(f"{where}.order", f"block {block.name!r} supports orders {', '.join(orders)}, "
+                                          f"got {stage.order!r}")
+    object.__setattr__(stage, "block_args", _check_options(block, stage.block_args, f"{where}.block_args"))
+    object.__setattr__(stage, "norm_args", _check_options(norm, stage.norm_args, f"{where}.norm_args"))
+    object.__setattr__(stage, "attn_args", _check_options(attn, stage.attn_args, f"{where}.attn_args"))
+    check = block.meta.get("check")
+    if check is not None:
+        problem = check(stage)
+        if problem:
+            raise SpecError(where, problem)
+    for entry, kind in ((norm, "norm"), (attn, "attention")):
+        check = entry.meta.get("check")
+        problem = check(stage) if check is not None else None
+        if problem:
+            raise SpecError(f"{where}.{kind}", problem)
+
+
+# --------------------------------------------------------------------------- dict / YAML
+
+
+def to_dict(arch: Arch) -> dict[str, Any]:
+    """Canonical plain-data form (field order fixed; option mappings sorted; tuples as lists)."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        return v
+
+    def obj(o: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(o):
+            val = getattr(o, f.name)
+            if f.name.endswith("_args"):
+                val = {k: conv(v) for k, v in val}
+            out[f.name] = conv(val) if not isinstance(val, dict) else val
+        return out
+
+    return {
+        "input_size": arch.input_size,
+        "stem": obj(arch.stem),
+        "stages": [obj(s) for s in arch.stages],
+        "head": obj(arch.head),
+    }
+
+
+def _take(data: Any, cls: type, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise SpecError(where, f"must be a mapping, got {type(data).__name__}")
+    names = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in names:
+            raise SpecError(f"{where}.{key}" if where else str(key), f"unknown key; valid: {', '.join(names)}")
+    return dict(data)
+
+
+def from_dict(data: Any) -> Arch:
+    """Inverse of :func:`to_dict`; unknown keys and wrong types raise :class:`SpecError`."""
+    if data is None:
+        raise SpecError("<document>", "is empty; expected a mapping with stem, stages, head, input_size")
+    top = _take(data, Arch, "")
+    if "stages" not in top:
+        raise SpecError("stages", "is required")
+    stem = Stem(**_take(top.get("stem", {}) or {}, Stem, "stem"))
+    if not isinstance(top["stages"], list):
+        raise SpecError("stages", f"must be a list, got {type(top['stages']).__name__}")
+    stages = []
+    for i, s in enumerate(top["stages"]):
+        kw = _take(s, Stage, f"stages[{i}]")
+        for req in ("block", "depth", "width"):
+            if req not in kw:
+                raise SpecError(f"stages[{i}].{req}", "is required")
+        try:
+            stages.append(Stage(**kw))
+        except SpecError as exc:
+            raise SpecError(f"stages[{i}].{exc.field}", exc.problem) from None
+    head = Head(**_take(top.get("head", {}) or {}, Head, "head"))
+    return Arch(stem=stem, stages=tuple(stages), head=head, input_size=top.get("input_size", 32))
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:  # never emit &anchors
+        return True
+
+
+def to_yaml(arch: Arch) -> str:
+    """Canonical YAML; ``to_yaml(from_yaml(to_yaml(a))) == to_yaml(a)`` byte for byte."""
+    return yaml.dump(to_dict(arch), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+
+
+def from_yaml(text: str) -> Arch:
+    """Parse YAML (safe loader: ``!!python`` tags are rejected) into a validated :class:`Arch`."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("<document>", f"is not valid YAML{at}: {problem}") from None
+    return from_dict(data)
+
+
+def load_arch(path_or_name: str) -> Arch:
+    """An :class:`Arch` from a YAML file path or a preset name (``wrn-28-10``, ``ghostnet-1.0``)."""
+    from pathlib import Path
+
+    from .presets import get_preset, list_presets
+
+    p = Path(path_or_name)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise SpecError("<arch>", f"file {path_or_name!r} does not exist")
+        return from_yaml(p.read_text())
+    try:
+        return get_preset(path_or_name)
+    except ValueError:
+        raise SpecError("<arch>", f"{path_or_name!r} is neither a YAML file nor a preset; presets: "
+                                  f"{', '.join(list_presets())}, wrn-D-K") from None

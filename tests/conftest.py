@@ -1,0 +1,26 @@
+"""Shared fixtures. CPU only; a fixed seed; the shared CIFAR-10 subset located by NAS_DATA_DIR."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NAS_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+@pytest.fixture
+def cifar_dir() -> Path:
+    """The shared CIFAR-10 subset; the test fails (not skips) when it is missing: CI must have it."""
+    path = SHARED_DATA / "cifar-10-batches-py"
+    assert path.is_dir(), f"shared CIFAR-10 subset not found at {path}; set NAS_DATA_DIR"
+    return SHARED_DATA
