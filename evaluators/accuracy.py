@@ -1,0 +1,104 @@
+"""Proxy accuracy: train the architecture for a few epochs and score it on a held-out validation split.
+
+The recipe is the standard CIFAR one (He et al. 2016; Zagoruyko & Komodakis 2016), shortened:
+SGD with Nesterov momentum 0.9, weight decay 5e-4 on weights only, cosine learning-rate decay per
+iteration over the whole budget (optional linear warm-up), the data set's standard augmentation,
+and a stratified validation split carved from the *training* data with the evaluator's seed. The
+test split is never read. On the CPU the result is a pure function of ``(arch, budget, seed)``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from space import Arch, build_model
+
+from .base import Report, check_positive_int, register_evaluator, resolve_device
+from .data import DataBundle, make_loaders
+from .train import evaluate_accuracy, make_cosine_scheduler, make_sgd, train_one_epoch
+
+
+class AccuracyEvaluator:
+    """Trains for ``budget`` epochs (default ``epochs``); returns validation accuracy and losses.
+
+    After every epoch ``e`` (1-based, = epochs completed) it calls ``report({"epoch", "val_acc",
+    "val_loss", "train_loss", "train_acc", "lr"})``; ``report`` may raise to stop the trial (the
+    exception propagates). Accuracies are fractions in [0, 1]. A diverged run raises
+    :class:`~evaluators.train.NonFiniteLossError`. The cosine schedule spans the whole budget, so a
+    trial stopped early was trained with a schedule planned for its full budget.
+    """
+
+    name = "accuracy"
+    cheap = False
+
+    def __init__(self, *, data: DataBundle, epochs: int = 3, batch_size: int = 128, lr: float = 0.1,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, val_fraction: float = 0.2, seed: int = 0,
+                 device: str = "cpu", threads: int | None = None, warmup_epochs: int = 0,
+                 grad_clip: float | None = None) -> None:
+        if not isinstance(data, DataBundle):
+            raise ValueError(f"data: expected a DataBundle from load_dataset(), got {type(data).__name__}")
+        self.data = data
+        self.epochs = check_positive_int(epochs, "accuracy.epochs")
+        self.batch_size = check_positive_int(batch_size, "accuracy.batch_size")
+        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+            raise ValueError(f"accuracy.val_fraction: must be in (0, 1), got {val_fraction!r}")
+        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
+        self.val_fraction, self.seed = float(val_fraction), int(seed)
+        resolve_device(device, field="accuracy.device")
+        self.device = device
+        self.threads = threads if threads is None else check_positive_int(threads, "accuracy.threads")
+        self.warmup_epochs = check_positive_int(warmup_epochs, "accuracy.warmup_epochs", minimum=0)
+        self.grad_clip = grad_clip
+
+    def _check_arch(self, arch: Arch) -> None:
+        if arch.input_size != self.data.input_size:
+            raise ValueError(f"arch.input_size: {arch.input_size} does not match the data set "
+                             f"{self.data.name!r}, whose images are {self.data.input_size}×{self.data.input_size}; "
+                             f"set input_size: {self.data.input_size} in the arch (or data.image_size)")
+
+    def evaluate(self, arch: Arch, budget: int | None = None, *, report: Report | None = None) -> dict[str, float]:
+        epochs = self.epochs if budget is None else check_positive_int(budget, "budget")
+        self._check_arch(arch)
+        dev = resolve_device(self.device, field="accuracy.device")
+        prev_threads = torch.get_num_threads()
+        cuda = [dev.index] if dev.type == "cuda" else []
+        try:
+            if self.threads is not None:
+                torch.set_num_threads(self.threads)
+            with torch.random.fork_rng(devices=cuda):  # seeded here; the caller's RNG is left alone
+                torch.manual_seed(self.seed)
+                return self._train(arch, epochs, dev, report)
+        finally:
+            torch.set_num_threads(prev_threads)
+
+    def _train(self, arch: Arch, epochs: int, dev: torch.device, report: Report | None) -> dict[str, float]:
+        model = build_model(arch, num_classes=self.data.num_classes, in_chans=self.data.in_chans).to(dev)
+        train_loader, val_loader = make_loaders(self.data, batch_size=self.batch_size, val_fraction=self.val_fraction,
+                                                seed=self.seed, augment=True)
+        optimizer = make_sgd(model, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        steps = epochs * len(train_loader)
+        warmup = min(self.warmup_epochs * len(train_loader), steps - 1)
+        scheduler = make_cosine_scheduler(optimizer, total_steps=steps, warmup_steps=warmup)
+        seconds, result = 0.0, {}
+        for epoch in range(1, epochs + 1):
+            tr = train_one_epoch(model, train_loader, optimizer, device=dev, scheduler=scheduler,
+                                 grad_clip=self.grad_clip)
+            va = evaluate_accuracy(model, val_loader, device=dev)
+            seconds += tr["seconds"]
+            group = optimizer.param_groups[0]
+            result = {"epoch": epoch, "val_acc": va["acc"], "val_loss": va["loss"], "train_loss": tr["loss"],
+                      "train_acc": tr["acc"], "lr": group["lr"] / group["lr_scale"]}
+            if report is not None:
+                report(dict(result))
+        return {"val_acc": result["val_acc"], "val_loss": result["val_loss"], "train_loss": result["train_loss"],
+                "epochs": float(epochs), "train_seconds": seconds}
+
+
+def _example() -> dict[str, Any]:
+    from .data import load_dataset
+
+    return {"data": load_dataset("digits"), "epochs": 1, "batch_size": 64}
+
+
+register_evaluator("accuracy", AccuracyEvaluator, example=_example)

@@ -1,0 +1,134 @@
+"""Measured inference latency: median (and spread) of timed forward passes on a fixed input.
+
+Protocol: eval mode under ``torch.inference_mode``; ``warmup`` untimed passes, then ``repeats``
+timed ones. On the CPU each pass is timed with ``time.perf_counter`` at a fixed intra-op thread
+count (restored afterwards); on CUDA each pass is bracketed by ``torch.cuda.Event``s and the
+device is synchronised before reading them, so asynchronous kernel launches are not mistaken for
+finished work. The median is the headline number (robust to scheduler noise); the inter-quartile
+range says how noisy the machine was.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from space import Arch, build_model
+
+from .base import check_positive_int, register_evaluator, resolve_device
+
+
+def _check_shape(input_shape: Any) -> tuple[int, ...]:
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2 or any(
+            isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in input_shape):
+        raise ValueError(f"latency.input_shape: must be a tuple of positive ints like (1, 3, 32, 32), "
+                         f"got {input_shape!r}")
+    return tuple(input_shape)
+
+
+def _time_cpu(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _time_cuda(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
+    with torch.cuda.device(x.device):
+        for _ in range(warmup):
+            model(x)
+        torch.cuda.synchronize()
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(repeats)]
+        for start, end in events:
+            start.record()
+            model(x)
+            end.record()
+        torch.cuda.synchronize()
+        return [start.elapsed_time(end) for start, end in events]
+
+
+def _stats(times: list[float]) -> dict[str, float]:
+    p25, p50, p75 = np.percentile(times, [25, 50, 75])
+    return {"median_ms": float(p50), "mean_ms": float(statistics.fmean(times)), "p25_ms": float(p25),
+            "p75_ms": float(p75), "iqr_ms": float(p75 - p25),
+            "std_ms": float(statistics.stdev(times)) if len(times) > 1 else 0.0}
+
+
+def measure_latency(model: nn.Module, *, input_shape: tuple, device: str = "cpu", warmup: int = 10,
+                    repeats: int = 30, threads: int | None = 1) -> dict[str, Any]:
+    """Latency statistics (ms) of ``model`` on a random input of ``input_shape`` (batch first).
+
+    Returns ``median_ms, mean_ms, p25_ms, p75_ms, iqr_ms, std_ms, repeats, device, batch``.
+    ``threads`` fixes ``torch.set_num_threads`` for the measurement (``None``: leave it); the
+    previous count, the model's device and its training flag are restored afterwards.
+    """
+    dev = resolve_device(device, field="latency.device")
+    shape = _check_shape(input_shape)
+    check_positive_int(warmup, "latency.warmup", minimum=0)
+    check_positive_int(repeats, "latency.repeats")
+    if threads is not None:
+        check_positive_int(threads, "latency.threads")
+    param = next(model.parameters(), None)
+    home = param.device if param is not None else torch.device("cpu")
+    was_training, prev_threads = model.training, torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        model.to(dev).eval()
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dev)
+        with torch.inference_mode():
+            times = (_time_cuda if dev.type == "cuda" else _time_cpu)(model, x, warmup, repeats)
+    finally:
+        torch.set_num_threads(prev_threads)
+        model.to(home).train(was_training)
+    return {**_stats(times), "repeats": repeats, "device": str(dev), "batch": shape[0]}
+
+
+class LatencyEvaluator:
+    """Measured evaluator: median forward latency of the built model at each batch size.
+
+    ``evaluate`` returns ``latency_ms`` (median at the first batch size) and, per batch size B,
+    ``latency_ms_b{B}`` (median) and ``latency_iqr_ms_b{B}``.
+    """
+
+    name = "latency"
+    cheap = False
+
+    def __init__(self, *, num_classes: int, in_chans: int, device: str = "cpu", batch_sizes: tuple[int, ...] = (1,),
+                 warmup: int = 10, repeats: int = 30, threads: int | None = 1) -> None:
+        self.num_classes = check_positive_int(num_classes, "num_classes")
+        self.in_chans = check_positive_int(in_chans, "in_chans")
+        resolve_device(device, field="latency.device")
+        self.device = device
+        if isinstance(batch_sizes, int) or not batch_sizes:
+            raise ValueError(f"latency.batch_sizes: must be a non-empty list of batch sizes, got {batch_sizes!r}")
+        self.batch_sizes = tuple(check_positive_int(b, "latency.batch_sizes") for b in batch_sizes)
+        self.warmup = check_positive_int(warmup, "latency.warmup", minimum=0)
+        self.repeats = check_positive_int(repeats, "latency.repeats")
+        self.threads = threads if threads is None else check_positive_int(threads, "latency.threads")
+
+    def evaluate(self, arch: Arch, budget: int | None = None, *, report: Any = None) -> dict[str, float]:
+        """``budget`` and ``report`` are ignored (one measurement per batch size)."""
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(arch, num_classes=self.num_classes, in_chans=self.in_chans)
+        out: dict[str, float] = {}
+        for b in self.batch_sizes:
+            stats = measure_latency(model, input_shape=(b, self.in_chans, arch.input_size, arch.input_size),
+                                    device=self.device, warmup=self.warmup, repeats=self.repeats,
+                                    threads=self.threads)
+            out[f"latency_ms_b{b}"] = stats["median_ms"]
+            out[f"latency_iqr_ms_b{b}"] = stats["iqr_ms"]
+        return {"latency_ms": out[f"latency_ms_b{self.batch_sizes[0]}"], **out}
+
+
+register_evaluator("latency", LatencyEvaluator,
+                   example=lambda: {"num_classes": 10, "in_chans": 1, "warmup": 1, "repeats": 3})

@@ -1,0 +1,47 @@
+"""Proxy-accuracy evaluator on digits: learns, reports every epoch, deterministic, checks the input size."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import space
+from evaluators import AccuracyEvaluator
+
+ARCH = space.wrn(10, 1, input_size=16)
+
+
+def test_two_epochs_learn_and_report_each_epoch(digits, one_thread):
+    reports: list[dict] = []
+    ev = AccuracyEvaluator(data=digits, epochs=5, batch_size=32, threads=1)
+    out = ev.evaluate(ARCH, budget=2, report=reports.append)
+    assert out["val_acc"] > 0.5  # chance is 0.1
+    assert set(out) == {"val_acc", "val_loss", "train_loss", "epochs", "train_seconds"} and out["epochs"] == 2
+    assert [r["epoch"] for r in reports] == [1, 2]
+    assert set(reports[0]) == {"epoch", "val_acc", "val_loss", "train_loss", "train_acc", "lr"}
+    assert reports[0]["lr"] == pytest.approx(0.05, rel=0.05) and reports[1]["lr"] == pytest.approx(0.0, abs=1e-9)
+    assert reports[-1]["val_acc"] == out["val_acc"] and reports[1]["val_loss"] < reports[0]["val_loss"]
+
+
+def test_same_seed_same_result_and_caller_rng_untouched(digits, one_thread):
+    ev = AccuracyEvaluator(data=digits, epochs=1, batch_size=64, threads=1, seed=3)
+    state = torch.get_rng_state()
+    a, b = ev.evaluate(ARCH), ev.evaluate(ARCH)
+    assert torch.equal(state, torch.get_rng_state())
+    assert {k: v for k, v in a.items() if k != "train_seconds"} == {k: v for k, v in b.items() if k != "train_seconds"}
+    c = AccuracyEvaluator(data=digits, epochs=1, batch_size=64, threads=1, seed=4).evaluate(ARCH)
+    assert c["val_loss"] != a["val_loss"]
+
+
+def test_input_size_must_match(digits):
+    ev = AccuracyEvaluator(data=digits)
+    with pytest.raises(ValueError, match="arch.input_size.*16"):
+        ev.evaluate(space.wrn(10, 1, input_size=32))
+
+
+def test_bad_settings(digits):
+    with pytest.raises(ValueError, match="accuracy.val_fraction"):
+        AccuracyEvaluator(data=digits, val_fraction=0.0)
+    with pytest.raises(ValueError, match="accuracy.device"):
+        AccuracyEvaluator(data=digits, device="tpu")
+    with pytest.raises(ValueError, match="budget"):
+        AccuracyEvaluator(data=digits).evaluate(ARCH, budget=0)

@@ -1,0 +1,29 @@
+"""Every registered evaluator honours the contract (parametrised over the registry)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import space
+from evaluators import EVALUATORS, Evaluator, create_evaluator, list_evaluators
+
+
+def test_builtin_evaluators_registered():
+    assert {"accuracy", "complexity", "latency"} <= set(list_evaluators())
+
+
+@pytest.mark.parametrize("name", EVALUATORS.names())
+def test_contract(name, one_thread):
+    entry = EVALUATORS.entry(name)
+    ev = create_evaluator(name, **entry.meta["example"]())
+    assert isinstance(ev, Evaluator) and ev.name == entry.name and isinstance(ev.cheap, bool)
+    calls: list[dict] = []
+    out = ev.evaluate(space.wrn(10, 1, input_size=16), 1, report=calls.append)
+    assert out and all(isinstance(k, str) and isinstance(v, float) and math.isfinite(v) for k, v in out.items())
+    assert all(isinstance(c, dict) for c in calls)
+
+
+def test_unknown_evaluator_lists_valid_names():
+    with pytest.raises(ValueError, match="accuracy.*complexity.*latency"):
+        create_evaluator("flops_and_more")
