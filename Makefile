@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` (quickstart search + retrain) and `make test`.
+# Both create .venv if it is absent and install everything into it (~6.5 GB: torch here is a CUDA build).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+NAS    := $(VENV)/bin/nas
+STAMP  := $(VENV)/.installed-stamp
+RUN    ?= quickstart-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: demo test test-slow install clean-results
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(NAS) search configs/quickstart.yaml --name $(RUN)
+	$(NAS) show results/$(RUN)/best.yaml --input-size 16 --in-chans 1
+	$(NAS) retrain results/$(RUN)/best.yaml --data digits --epochs 15 --out results/$(RUN)/retrain
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow

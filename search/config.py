@@ -1,0 +1,264 @@
+"""The search config: one YAML file, validated whole before anything starts.
+
+Every problem becomes a :class:`ConfigError` whose message is one line naming the field and what
+would be valid (pydantic models with ``extra="forbid"``; choice names checked against the registries).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import space
+from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS
+
+OBJECTIVES = {"val_acc": "max", "flops": "min", "macs": "min", "params": "min", "latency_ms": "min"}
+"""Objective name → direction. ``val_acc`` is always the first objective."""
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+
+
+class ConfigError(ValueError):
+    """A bad config: ``str(err)`` is one line, ``field: problem``."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Model):
+    name: Literal["digits", "cifar10", "cifar100", "imagefolder"] = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    image_size: int | None = Field(None, ge=8)
+
+
+class ProxyConfig(_Model):
+    """Short proxy training of every sampled architecture (the accuracy objective)."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    device: str = "cpu"
+
+
+class LatencyConfig(_Model):
+    device: str = "cpu"
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    warmup: int = Field(5, ge=0)
+    repeats: int = Field(20, ge=1)
+    threads: int | None = Field(1, ge=1)
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v):
+            raise ValueError("every batch size must be >= 1")
+        return v
+
+
+class SpaceConfig(_Model):
+    """Which choices are open. Lists are the candidates; ``per_stage`` names what varies per stage."""
+
+    strides: list[int] = Field(default_factory=lambda: [1, 2, 2], min_length=1)
+    base_widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
+    width_mult: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    depth: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+    stem_width: list[int] = Field(default_factory=lambda: [16], min_length=1)
+    block: list[str] = Field(default_factory=lambda: ["basic"], min_length=1)
+    order: list[str] = Field(default_factory=lambda: ["pre"], min_length=1)
+    norm: list[str] = Field(default_factory=lambda: ["bn"], min_length=1)
+    attention: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+    act: list[str] = Field(default_factory=lambda: ["relu"], min_length=1)
+    per_stage: list[Literal["depth", "width_mult", "block", "order", "norm", "attention", "act"]] = Field(
+        default_factory=lambda: ["depth"])
+    block_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    norm_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    attn_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("strides")
+    @classmethod
+    def _strides(cls, v: list[int]) -> list[int]:
+        if any(s not in (1, 2) for s in v):
+            raise ValueError("every stride must be 1 or 2")
+        return v
+
+    @field_validator("base_widths", "depth", "stem_width")
+    @classmethod
+    def _positive_ints(cls, v: list[int]) -> list[int]:
+        if any(x < 1 for x in v):
+            raise ValueError("every value must be >= 1")
+        return v
+
+    @field_validator("width_mult")
+    @classmethod
+    def _positive_floats(cls, v: list[float]) -> list[float]:
+        if any(x <= 0 for x in v):
+            raise ValueError("every value must be > 0")
+        return v
+
+    @field_validator("block", "norm", "attention", "act", "order")
+    @classmethod
+    def _known_names(cls, v: list[str], info: Any) -> list[str]:
+        registry = {"block": BLOCKS, "norm": NORMS, "attention": ATTENTIONS, "act": ACTIVATIONS}.get(info.field_name)
+        valid = registry.names() if registry is not None else list(space.ORDERS)
+        out = []
+        for i, name in enumerate(v):
+            key = space.registry.normalize_name(name)
+            if key not in valid:
+                raise ValueError(f"item {i}: unknown {info.field_name} {name!r}; valid: {', '.join(valid)}")
+            out.append(key)
+        if len(set(out)) != len(out):
+            raise ValueError("duplicate choices")
+        return out
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "SpaceConfig":
+        if len(self.base_widths) != len(self.strides):
+            raise ValueError(f"base_widths has {len(self.base_widths)} entries but strides has "
+                             f"{len(self.strides)}; give one width per stage")
+        for field, registry in (("block_args", BLOCKS), ("norm_args", NORMS), ("attn_args", ATTENTIONS)):
+            for name in getattr(self, field):
+                if name not in registry:
+                    raise ValueError(f"{field}: unknown name {name!r}; valid: {', '.join(registry.names())}")
+        return self
+
+
+class SearchConfig(_Model):
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    n_trials: int = Field(12, ge=1)
+    max_concurrent: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class RayConfig(_Model):
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    temp_dir: str | None = None
+
+
+class SelectConfig(_Model):
+    """``best.yaml`` = highest ``val_acc`` among complete trials within every given budget; ties → fewer MACs."""
+
+    max_flops: float | None = Field(None, gt=0)
+    max_macs: float | None = Field(None, gt=0)
+    max_params: float | None = Field(None, gt=0)
+    max_latency_ms: float | None = Field(None, gt=0)
+
+
+class ConstraintsConfig(_Model):
+    """Hard limits checked with the cheap complexity evaluator before any training."""
+
+    max_params: float | None = Field(None, gt=0)
+    max_macs: float | None = Field(None, gt=0)
+
+
+class Config(_Model):
+    name: str = Field("search", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    data: DataConfig = Field(default_factory=DataConfig)
+    space: SpaceConfig = Field(default_factory=SpaceConfig)
+    objectives: list[str] = Field(default_factory=lambda: ["val_acc", "macs"], min_length=1)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    storage: str | None = None
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in OBJECTIVES:
+                raise ValueError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+        if v[0] != "val_acc":
+            raise ValueError("the first objective must be val_acc")
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate objectives")
+        return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not any(v.startswith(p) for p in ("sqlite:///", "postgresql", "mysql")):
+            raise ValueError("must be an Optuna RDB URL (sqlite:///path.db, postgresql://..., mysql://...)")
+        return v
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o] for o in self.objectives]
+
+    def resolved_storage(self, run_dir: Path) -> str:
+        """Storage URL: ``NAS_STORAGE_URL`` if set, else the config's, else ``run_dir/study.db``."""
+        return os.environ.get("NAS_STORAGE_URL") or self.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "<config>"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        parent = exc.errors()[0]["loc"][:-1]
+        model = Config
+        for p in parent:
+            field = model.model_fields.get(str(p))
+            model = getattr(field, "annotation", None) if field else None
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                model = None
+                break
+        valid = f"; valid keys: {', '.join(model.model_fields)}" if model is not None else ""
+        msg = f"unknown key{valid}"
+    elif err["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be")
+    return f"{loc}: {msg}"
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a config mapping; raise :class:`ConfigError` with one line naming the field."""
+    if data is None:
+        raise ConfigError("<config>: the file is empty; expected a mapping (see configs/quickstart.yaml)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"<config>: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    _check_buildable(cfg)
+    return cfg
+
+
+def _check_buildable(cfg: Config) -> None:
+    """The space's fixed block/norm/attention options must be accepted by those choices."""
+    from .space_def import SearchSpace
+
+    SearchSpace(cfg.space, input_size=1 << 30).check()
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file (safe loader: ``!!python`` tags are rejected)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"<config>: file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"<config>: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    return parse_config(data)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,272 @@
+"""Run a search: Optuna samples, Ray Tune schedules, every trial lands in the Optuna storage.
+
+``run_search(space, evaluate, *, objectives, sampler, storage, ...)`` takes ready parts (like
+``optuna.create_study(sampler=..., storage=...)``); ``search_from_config`` builds them from a config.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from space import from_yaml
+
+from .config import OBJECTIVES, Config, ConfigError, dump_config
+from .searcher import NasOptunaSearch
+from .space_def import InvalidSample, SearchSpace
+
+log = logging.getLogger("nas.search")
+
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+def make_sampler(name: str, *, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    """TPE (default), NSGA-II or random, seeded. TPE starts with ~a third of the budget at random."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, n_trials // 3)),
+                                          multivariate=True, warn_independent_sampling=False)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, n_trials // 3)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"search.sampler: must be tpe, nsga2 or random, got {name!r}")
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError."""
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}
+                                          if not url.startswith("sqlite") else None)
+    except Exception as exc:  # sqlalchemy raises many types; all mean "cannot open this storage"
+        safe = url.split("@")[-1] if "@" in url else url
+        raise ConfigError(f"storage: cannot open {safe!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") \
+            from None
+
+
+def close_interrupted(study: optuna.Study) -> int:
+    """Mark RUNNING/WAITING trials of a killed run FAIL ('interrupted'); return how many."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the search driver stopped")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        n += 1
+    return n
+
+
+def _trainable(config: dict[str, Any], evaluate: Callable) -> None:
+    """Ray Tune function trainable: rebuild the arch, evaluate it, report every epoch."""
+    from ray import tune
+
+    if "invalid" in config:
+        tune.report({"trial_error": f"InvalidSample: {config['invalid']}"})
+        return
+    if "cached" in config:  # same architecture already evaluated under this config
+        tune.report({**json.loads(config["cached"]), "cached": True, "done": True})
+        return
+    try:
+        arch = from_yaml(config["arch_yaml"])
+        final = evaluate(arch, lambda m: tune.report({**m, "done": False}))
+        tune.report({**final, "done": True})
+    except Exception as exc:  # recorded with its reason; the search goes on
+        tune.report({"trial_error": f"{type(exc).__name__}: {exc}"[:1000]})
+
+
+class DefineByRun:
+    """Optuna define-by-run space for Ray's OptunaSearch (a class, so the searcher can be pickled).
+
+    Records ``arch_id``/``arch_yaml`` on the Optuna trial at sampling time; an invalid combination
+    becomes ``{"invalid": reason}`` and the trial fails with that reason without building anything.
+    """
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[str]) -> None:
+        self.space = space
+        self.objectives = list(objectives)
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        try:
+            arch = self.space.sample(trial)
+        except InvalidSample as exc:
+            trial.set_user_attr("fail_reason", f"InvalidSample: {exc}")
+            return {"invalid": str(exc)}
+        trial.set_user_attr("arch_id", arch.arch_id)
+        trial.set_user_attr("arch_yaml", arch.to_yaml())
+        out: dict[str, Any] = {"arch_yaml": arch.to_yaml()}
+        cached = self._cached(trial.study, arch.arch_id)
+        if cached is not None:
+            trial.set_user_attr("cached_from", cached.pop("number"))
+            out["cached"] = json.dumps(cached)
+        return out
+
+    def _cached(self, study: optuna.Study, arch_id: str) -> dict[str, Any] | None:
+        """Results of an earlier COMPLETE trial of the same architecture (same config, so same budget
+        and seed: proxy training is deterministic), keyed like a trial report; else None."""
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get("arch_id") == arch_id and t.values is not None:
+                keep = {k: v for k, v in t.user_attrs.items() if k not in ("arch_yaml", "cached_from")}
+                return {**keep, **dict(zip(self.objectives, t.values)), "number": t.number}
+        return None
+
+
+class Progress:
+    """A Ray Tune callback printing one line per finished trial (and the running best)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from ray.tune import Callback
+
+        class _Progress(Callback):
+            def __init__(self, total: int, done: int, objectives: Sequence[str], out: Callable[[str], None]):
+                self.total, self.done, self.objectives, self.out = total, done, list(objectives), out
+                self.best = -math.inf
+                self.failed = 0
+                self.t0 = time.time()
+
+            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self.done += 1
+                r = trial.last_result or {}
+                head = f"[{self.done:>3}/{self.total}] {time.time() - self.t0:6.1f}s"
+                if "trial_error" in r or "val_acc" not in r:
+                    self.failed += 1
+                    self.out(f"{head} FAIL   {r.get('trial_error', 'no result')}")
+                    return
+                self.best = max(self.best, r["val_acc"])
+                vals = "  ".join(_fmt(k, r.get(k)) for k in self.objectives)
+                note = "  (cached)" if r.get("cached") else ""
+                self.out(f"{head} {r.get('arch_id', '?'):12}  {vals}  best val_acc {self.best:.4f}{note}")
+
+            def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self.done += 1
+                self.failed += 1
+                self.out(f"[{self.done:>3}/{self.total}] FAIL   trial {trial.trial_id} raised (see Ray log)")
+
+        return _Progress(*args, **kwargs)
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _fmt(key: str, value: Any) -> str:
+    if value is None:
+        return f"{key}=-"
+    if key in ("macs", "flops", "params"):
+        return f"{key}={value / 1e6:.2f}M"
+    return f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+
+
+def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[str],
+               sampler: optuna.samplers.BaseSampler, storage: optuna.storages.BaseStorage, study_name: str,
+               n_trials: int, run_dir: Path, max_concurrent: int | None = None,
+               resources: dict[str, float] | None = None, out: Callable[[str], None] = print,
+               study_attrs: dict[str, Any] | None = None) -> optuna.Study:
+    """Run (or continue) the study ``study_name`` until it holds ``n_trials`` finished trials."""
+    from ray import tune
+
+    directions = ["maximize" if OBJECTIVES[o] == "max" else "minimize" for o in objectives]
+    study = optuna.create_study(storage=storage, study_name=study_name, directions=directions, load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != directions:
+        raise ConfigError(f"objectives: the stored study {study_name!r} has directions "
+                          f"{[d.name.lower() for d in study.directions]}, the config asks for {directions}")
+    for key, value in (study_attrs or {}).items():
+        study.set_user_attr(key, value)
+    interrupted = close_interrupted(study)
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = n_trials - done
+    if interrupted:
+        out(f"marked {interrupted} interrupted trial(s) FAIL")
+    if remaining <= 0:
+        out(f"study {study_name!r} already has {done} finished trials (budget {n_trials}); nothing to run")
+        return study
+
+    searcher = NasOptunaSearch(space=DefineByRun(space, objectives), metric=list(objectives),
+                               mode=[OBJECTIVES[o] for o in objectives], sampler=sampler, storage=storage,
+                               study_name=study_name)
+    trainable = tune.with_parameters(_trainable, evaluate=evaluate)
+    if resources:
+        trainable = tune.with_resources(trainable, resources)
+    progress = Progress(n_trials, done, objectives, out)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(name=f"{study_name}-{int(time.time())}", storage_path=str((run_dir / "ray").resolve()),
+                                  verbose=0, callbacks=[progress]),
+    )
+    tuner.fit()
+    out(f"finished {progress.done - done} trial(s) this run, {progress.failed} failed")
+    return study
+
+
+def init_ray(cfg: Config) -> None:
+    """Start embedded Ray (``ray.init()``) or connect to ``ray.address``; quiet logging."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                                  configure_logging=True)
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.ray.num_cpus, _temp_dir=cfg.ray.temp_dir, **kwargs)
+
+
+def search_from_config(cfg: Config, *, run_dir: Path, resume: bool = False,
+                       out: Callable[[str], None] = print) -> optuna.Study:
+    """Everything ``nas search`` does: validate, set up the run folder, run, export."""
+    from .evaluation import ArchEvaluation, load_data
+    from .export import export_run
+
+    run_dir = Path(run_dir)
+    db = run_dir / "run.json"
+    if db.exists() and not resume:
+        raise ConfigError(f"--name: run folder {str(run_dir)!r} already exists; pass --resume to continue it "
+                          f"or choose another --name")
+    data = load_data(cfg)
+    space = SearchSpace(cfg.space, input_size=data.input_size)
+    out(f"search space: {space.describe()}")
+    storage_url = cfg.resolved_storage(run_dir)
+    fresh = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        storage = make_storage(storage_url)
+    except ConfigError:
+        if fresh:
+            run_dir.rmdir()
+        raise
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    db.write_text(json.dumps({"study_name": cfg.name, "storage": _public_url(storage_url, cfg)}, indent=2))
+    init_ray(cfg)
+    n_prev = len(optuna.study.get_all_study_names(storage)) and _n_trials(storage, cfg.name)
+    sampler = make_sampler(cfg.search.sampler, seed=cfg.search.seed + n_prev, n_trials=cfg.search.n_trials)
+    threads = max(1, int(cfg.ray.cpus_per_trial))
+    resources = {"cpu": cfg.ray.cpus_per_trial, "gpu": cfg.ray.gpus_per_trial}
+    study = run_search(space, ArchEvaluation(cfg, threads=threads), objectives=cfg.objectives, sampler=sampler,
+                       storage=storage, study_name=cfg.name, n_trials=cfg.search.n_trials, run_dir=run_dir,
+                       max_concurrent=cfg.search.max_concurrent, resources=resources, out=out,
+                       study_attrs={"config": cfg.model_dump(mode="json"), "input_size": data.input_size,
+                                    "num_classes": data.num_classes, "in_chans": data.in_chans})
+    export_run(run_dir, storage=storage, out=out)
+    return study
+
+
+def _n_trials(storage: optuna.storages.BaseStorage, name: str) -> int:
+    try:
+        return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:
+        return 0
+
+
+def _public_url(url: str, cfg: Config) -> str:
+    """The storage URL as written to run.json: never a password (``env:NAS_STORAGE_URL`` instead)."""
+    if os.environ.get("NAS_STORAGE_URL") and url == os.environ["NAS_STORAGE_URL"]:
+        return "env:NAS_STORAGE_URL"
+    return url

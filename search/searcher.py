@@ -1,0 +1,46 @@
+"""Ray Tune's ``OptunaSearch``, recording what a trial measured and why it failed in the Optuna storage.
+
+Ray's searcher tells Optuna only the objective values. Ours also stores, as trial user attributes,
+the architecture (``arch_id``, ``arch_yaml``, set at sampling time so failed trials keep them), the
+side metrics (params, flops, macs, latency, epochs, seconds) and, for a failed trial, its reason.
+A trial whose result carries ``trial_error`` or a non-finite objective is told as FAIL.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+RECORDED = ("arch_id", "params", "flops", "macs", "latency_ms", "val_acc", "val_loss", "train_loss", "epochs",
+            "train_seconds", "eval_seconds")
+
+
+class NasOptunaSearch(OptunaSearch):
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        result = result or {}
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        values = [result.get(m) for m in metrics]
+        reason = result.get("trial_error")
+        if reason is None and error:
+            reason = "the trial raised an exception (see the Ray trial log)"
+        if reason is None and any(v is None or not math.isfinite(float(v)) for v in values):
+            reason = f"missing or non-finite objective: {dict(zip(metrics, values))}"
+        for key in RECORDED:
+            if key in result and result[key] is not None:
+                ot_trial.set_user_attr(key, result[key])
+        if reason is not None:
+            ot_trial.set_user_attr("fail_reason", str(reason)[:1000])
+            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
+        else:
+            self._ot_study.tell(ot_trial, [float(v) for v in values] if len(values) > 1 else float(values[0]),
+                                state=TrialState.COMPLETE)
+        self._completed_trials.add(trial_id)
+
+    @property
+    def study(self) -> Any:
+        return self._ot_study
