@@ -178,8 +178,11 @@ def validate(arch: Arch) -> None:
             raise SpecError(f"stem.{name}", f"must be true or false, got {getattr(arch.stem, name)!r}")
     if not isinstance(arch.stages, tuple) or not arch.stages:
         raise SpecError("stages", "must be a non-empty list of stages")
+    prev = arch.stem.width
     for i, stage in enumerate(arch.stages):
         _validate_stage(stage, f"stages[{i}]")
+        _check_norm_widths(stage, prev, arch.stem if i == 0 else None, f"stages[{i}]")
+        prev = stage.width
     if not isinstance(arch.head, Head):
         raise SpecError("head", f"must be a Head, got {type(arch.head).__name__}")
     _check_int(arch.head.hidden, "head.hidden", minimum=0)
@@ -226,6 +229,21 @@ def _validate_stage(stage: Stage, where: str) -> None:
         problem = check(stage) if check is not None else None
         if problem:
             raise SpecError(f"{where}.{kind}", problem)
+
+
+def _check_norm_widths(stage: Stage, in_width: int, stem: Stem | None, where: str) -> None:
+    """Run the norm's check for every width it will normalise: the stage width, the input width
+    for norms placed before the first conv (``pre``/``white_conv``) and the stem's when it has one."""
+    check = NORMS.entry(stage.norm).meta.get("check")
+    if check is None:
+        return
+    widths = {in_width} if stage.order in ("pre", "white_conv") else set()
+    if stem is not None and stem.norm_act:
+        widths.add(stem.width)
+    for w in sorted(widths - {stage.width}):
+        problem = check(replace(stage, width=w))
+        if problem:
+            raise SpecError(f"{where}.norm", f"{problem} (input width {w})")
 
 
 # --------------------------------------------------------------------------- dict / YAML
