@@ -51,9 +51,9 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def close_interrupted(study: optuna.Study) -> int:
-    """Mark RUNNING/WAITING trials of a killed run FAIL ('interrupted'); return how many."""
+    """Mark RUNNING trials of a killed run FAIL ('interrupted'); return how many."""
     n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the search driver stopped")
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         n += 1
