@@ -65,7 +65,9 @@ def _check_options(entry: Entry, args: Args, where: str) -> Args:
         if key not in entry.options:
             valid = ", ".join(sorted(entry.options)) or "none"
             raise SpecError(f"{where}.{key}", f"unknown option for {entry.name!r}; valid: {valid}")
-        out.append((key, entry.options[key].coerce(val, f"{where}.{key}")))
+        val = entry.options[key].coerce(val, f"{where}.{key}")
+        if val != entry.options[key].default:  # canonical form: defaults are implied, so ids agree
+            out.append((key, val))
     return tuple(out)
 
 

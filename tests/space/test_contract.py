@@ -74,3 +74,13 @@ def test_duplicate_registration_warns():
     reg.register("a", object())
     with pytest.warns(UserWarning, match="registered twice"):
         reg.register("A", object())
+
+
+def test_default_options_do_not_change_identity():
+    plain = space.Stage("basic", 1, 16)
+    explicit = space.Stage("basic", 1, 16, block_args={"dropout": 0.0})
+    a = Arch(stem=Stem(), stages=(plain,))
+    b = Arch(stem=Stem(), stages=(explicit,))
+    assert a.arch_id == b.arch_id and a.to_yaml() == b.to_yaml()
+    c = Arch(stem=Stem(), stages=(space.Stage("basic", 1, 16, block_args={"dropout": 0.1}),))
+    assert c.arch_id != a.arch_id
