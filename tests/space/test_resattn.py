@@ -92,7 +92,7 @@ def test_presets_round_trip_and_layout():
     for arch in (a56, a92, get_preset("resattn-cifar")):
         assert from_yaml(arch.to_yaml()) == arch
     assert [s.depth for s in a56.stages[:3]] == [1, 1, 1] and [s.depth for s in a92.stages[:3]] == [1, 2, 3]
-    assert [s.block_kw["mask_depth"] for s in a56.stages[:3]] == [3, 2, 1]
+    assert [s.block_kw.get("mask_depth", 1) for s in a56.stages[:3]] == [3, 2, 1]  # 1 is the default
     assert [(s.width, s.stride) for s in a56.stages] == [(256, 1), (512, 2), (1024, 2), (2048, 2)]
     assert (a56.stages[3].block, a56.stages[3].depth, a56.stages[3].order) == ("bottleneck", 3, "pre")
 
