@@ -5,15 +5,20 @@ PY     := $(VENV)/bin/python
 NAS    := $(VENV)/bin/nas
 STAMP  := $(VENV)/.installed-stamp
 RUN    ?= quickstart-$(shell date +%Y%m%d-%H%M%S)
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip prints a harmless "Location ... is ignored" line per package for this machine's local index.
+QUIET  := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: demo test test-slow install clean-results
+.PHONY: demo test test-slow install
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 $(QUIET)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]" $(QUIET)
+	$(PY) -c "import torch, torchvision, ray, optuna, timm, fvcore, space, evaluators, search"
 	touch $(STAMP)
 
 demo: $(STAMP)
