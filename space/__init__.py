@@ -7,6 +7,7 @@ from .presets import get_preset, list_presets, preset_meta, wrn
 from .registry import (ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, OptionSpec, Registry, register_activation,
                        register_attention, register_block, register_norm)
 from .spec import ORDERS, Arch, Head, Stage, Stem, from_dict, from_yaml, load_arch, to_dict, to_yaml
+from . import timm_model  # noqa: E402,F401  (registers timm's "nas_arch" model)
 
 __all__ = [
     "ACTIVATIONS", "ATTENTIONS", "BLOCKS", "NORMS", "ORDERS", "Arch", "Head", "Layers", "NasNet", "OptionSpec",
