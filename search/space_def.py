@@ -1,12 +1,30 @@
 """The search space a config opens, sampled through Optuna's define-by-run API.
 
-``SearchSpace.sample(trial) -> Arch`` only calls ``trial.suggest_*`` and builds the frozen spec:
-no computation. Choices that a block does not support (a unit order, say) are never offered
-(conditional parameters); a combination the spec still rejects raises :class:`InvalidSample`
-with the reason, which the search records as a failed trial instead of crashing at build time.
+``SearchSpace.sample(trial) -> Arch`` only calls ``trial.suggest_*`` and builds the frozen spec: no
+computation. It draws the stem width, then for each stage block → order → norm → act → attention →
+depth → width multiplier, and every draw offers only the candidates that can still make the stage
+valid (forward checking against the registries, so no draw leads to a dead end within a stage):
+
+- ``order``: the unit orders the block implements (registry meta ``orders``);
+- any field: not the values the block's registry meta ``search_exclude`` names for it (valid
+  combinations not worth their cost in a search, e.g. a non-local block in every Residual-Attention unit);
+- any field: a value is offered only if some choice of the fields not drawn yet passes the spec's
+  validation of the stage after its actual input width (the block/norm/attention ``check`` s:
+  G-Ghost's depth >= 3, group norm's divisibility, GhostNet's SE vs the stage attention, ...), with the
+  norm's ``check`` also run on each inner width the block declares in its registry meta
+  ``norm_widths`` (widths it normalises besides its input and output, which the spec does not see).
+
+A parameter keeps its plain name (``s0.depth``, ``norm``, ``order.<block>``) when nothing was filtered
+out and otherwise carries the offered list (``s0.depth[3]``): one name always stands for one set of
+choices, as Optuna requires. A field not in ``per_stage`` is drawn once and reused by every stage that
+offers its value; a stage that cannot take it (GhostNet's inner widths and group norm, say) draws its
+own under the restricted name. What can still fail (a total stride above the input size, a stage
+that no choice fits after the previous one) raises :class:`InvalidSample` with the reason, which the
+search records as a failed trial instead of crashing at build time.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -15,7 +33,8 @@ from space.registry import BLOCKS
 
 from .config import ConfigError, SpaceConfig
 
-FIELDS = ("depth", "width_mult", "block", "order", "norm", "attention", "act")
+FIELDS = ("block", "order", "norm", "act", "attention", "depth", "width_mult")
+"""Per-stage fields in drawing order; the offer of each depends on the ones drawn before it."""
 
 
 class InvalidSample(ValueError):
@@ -28,10 +47,26 @@ def round_width(width: float) -> int:
     return max(step, int(round(width / step)) * step)
 
 
+def stage_problem(stage: Stage, in_width: int, *, stem_norm: bool = False, where: str = "stages[0]") -> str | None:
+    """Why ``stage`` after ``in_width`` channels is invalid (``"field: problem"``), or ``None``.
+
+    The spec validates the stage in a one-stage arch whose stem has ``in_width`` channels (normalised
+    when ``stem_norm``), including the norm's ``check`` on each width of the block's ``norm_widths``
+    meta. ``where`` replaces ``stages[0]`` in the message.
+    """
+    try:
+        Arch(stem=Stem(width=in_width, norm_act=stem_norm), stages=(stage,), head=Head(), input_size=1 << 20)
+    except SpecError as exc:
+        return f"{where}{exc.field.removeprefix('stages[0]')}: {exc.problem}"
+    return None
+
+
 class SearchSpace:
     def __init__(self, cfg: SpaceConfig, *, input_size: int) -> None:
         self.cfg = cfg
         self.input_size = input_size
+        self._problems: dict[tuple, str | None] = {}  # complete stage choices -> problem
+        self._open: dict[tuple, str | None] = {}  # partial stage choices -> problem of every completion
 
     @property
     def num_stages(self) -> int:
@@ -41,34 +76,65 @@ class SearchSpace:
         supported = BLOCKS.entry(block).meta.get("orders", ("post",))
         return [o for o in self.cfg.order if o in supported]
 
+    def candidates(self, field: str, block: str | None = None) -> list:
+        """The configured choices of ``field`` for a stage of ``block``: the orders it implements for ``order``,
+        and never a value its registry meta ``search_exclude`` names for ``field``."""
+        if field == "order":  # a block no listed order fits is only checked for its options (check())
+            values = self._orders(block) or list(BLOCKS.entry(block).meta.get("orders", ("post",)))
+        else:
+            values = list(getattr(self.cfg, field))
+        if block is None or field == "block":
+            return values
+        excluded = BLOCKS.entry(block).meta.get("search_exclude", {}).get(field, ())
+        return [v for v in values if v not in excluded]
+
     def check(self) -> None:
-        """Raise :class:`ConfigError` if a fixed option or an order cannot work with a listed choice."""
+        """Raise :class:`ConfigError` if a listed block has no listed order, or a fixed option fits no stage."""
         for block in self.cfg.block:
             if not self._orders(block):
                 supported = ", ".join(BLOCKS.entry(block).meta.get("orders", ("post",)))
                 raise ConfigError(f"space.order: block {block!r} supports orders {supported}; "
                                   f"none of them is listed")
         for field, key in (("block_args", "block"), ("norm_args", "norm"), ("attn_args", "attention")):
-            for name, args in getattr(self.cfg, field).items():
-                block = name if key == "block" else self.cfg.block[0]
-                orders = self._orders(block) or list(BLOCKS.entry(block).meta.get("orders", ("post",)))
-                kw = {"block": block, "order": orders[0], key: name, field: args}
-                try:
-                    _probe(Stage(depth=1, width=64, **kw))
-                except SpecError as exc:
-                    raise ConfigError(f"space.{field}.{name}: {exc.problem} ({exc.field})") from None
+            for name in getattr(self.cfg, field):
+                blocks = [name] if key == "block" else self.cfg.block
+                problem = self._unusable({key: name}, blocks)
+                if problem:
+                    where, _, what = problem.partition(": ")
+                    raise ConfigError(f"space.{field}.{name}: {what} ({where})")
+
+    def _unusable(self, fixed: dict[str, Any], blocks: list[str]) -> str | None:
+        """``None`` if some stage of some block in ``blocks`` is valid with ``fixed``; else the first reason."""
+        c, first = self.cfg, None
+        for i in range(self.num_stages):
+            in_width = c.stem_width[0] if i == 0 else round_width(c.base_widths[i - 1] * c.width_mult[0])
+            for block in blocks:
+                problem = self._open_problem(i, in_width, {"block": block, **fixed})
+                if problem is None:
+                    return None
+                first = first or problem
+        return first
 
     def size(self) -> int:
-        """Number of distinct points of the discrete space (block×order counted jointly)."""
-        n = self.num_stages
-        total = 1
-        for field in ("depth", "width_mult", "norm", "attention", "act"):
-            k = len(getattr(self.cfg, field))
-            total *= k ** n if field in self.cfg.per_stage else k
-        pairs = sum(len(self._orders(b)) for b in self.cfg.block)
-        per_stage_pair = "block" in self.cfg.per_stage or "order" in self.cfg.per_stage
-        total *= pairs ** n if per_stage_pair else pairs
-        return total * len(self.cfg.stem_width)
+        """Number of points of the discrete space, counting the choices offered with each block jointly with it.
+
+        Exact when the registries' checks filter nothing; an upper bound otherwise (and where a field shared
+        across stages offers different choices per block while the block varies per stage).
+        """
+        c, n = self.cfg, self.num_stages
+        others = [f for f in FIELDS if f != "block"]
+
+        def k(field: str, block: str) -> int:
+            return len(self.candidates(field, block))
+
+        if "block" in c.per_stage:
+            same = {f for f in others
+                    if f not in c.per_stage and len({tuple(self.candidates(f, b)) for b in c.block}) == 1}
+            per_stage = sum(math.prod(k(f, b) for f in others if f not in same) for b in c.block)
+            total = per_stage ** n * math.prod(k(f, c.block[0]) for f in same)
+        else:
+            total = sum(math.prod(k(f, b) ** (n if f in c.per_stage else 1) for f in others) for b in c.block)
+        return total * len(c.stem_width)
 
     def _pick(self, trial: Any, name: str, choices: list) -> Any:
         return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
@@ -76,42 +142,98 @@ class SearchSpace:
     def sample(self, trial: Any) -> Arch:
         """Draw one architecture with ``trial.suggest_categorical`` calls (Optuna trial or FixedTrial)."""
         c = self.cfg
-        shared: dict[str, Any] = {}
-        stages = []
+        shared: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        stem_width = self._pick(trial, "stem_width", list(c.stem_width))
+        stages, in_width = [], stem_width
         for i in range(self.num_stages):
             pick: dict[str, Any] = {}
             for field in FIELDS:
-                scope = f"s{i}." if field in c.per_stage else ""
-                if not scope and field in shared:
-                    pick[field] = shared[field]
-                    continue
-                if field == "order":
-                    choices = self._orders(pick["block"])
-                    value = self._pick(trial, f"{scope}order.{pick['block']}", choices)
-                else:
-                    value = self._pick(trial, f"{scope}{field}", list(getattr(c, field)))
-                pick[field] = value
-                if not scope:
-                    shared[field] = value
-            stages.append(Stage(
-                block=pick["block"], depth=pick["depth"],
-                width=round_width(c.base_widths[i] * pick["width_mult"]), stride=c.strides[i],
-                norm=pick["norm"], attention=pick["attention"], act=pick["act"], order=pick["order"],
-                block_args=c.block_args.get(pick["block"], {}), norm_args=c.norm_args.get(pick["norm"], {}),
-                attn_args=c.attn_args.get(pick["attention"], {})))
-        stem = Stem(width=self._pick(trial, "stem_width", list(c.stem_width)),
-                    norm_act=stages[0].order == "post")
+                pick[field] = self._draw(trial, i, in_width, pick, field, shared)
+            stages.append(self._stage(i, pick))
+            in_width = stages[-1].width
+        stem = Stem(width=stem_width, norm_act=stages[0].order == "post")
         try:
             return Arch(stem=stem, stages=tuple(stages), head=Head(dropout=c.head_dropout),
                         input_size=self.input_size)
         except SpecError as exc:
             raise InvalidSample(str(exc)) from None
 
+    def _draw(self, trial: Any, i: int, in_width: int, pick: dict[str, Any], field: str,
+              shared: tuple[dict[str, Any], dict[str, Any]]) -> Any:
+        """One field of stage ``i``, among the candidates some completion of the stage accepts.
+
+        ``shared`` holds the values of the fields chosen once per network (by field) and of every
+        parameter drawn so far (by name)."""
+        offered = self.candidates(field, pick.get("block"))
+        allowed, why = [], None
+        for value in offered:
+            problem = self._open_problem(i, in_width, {**pick, field: value})
+            if problem is None:
+                allowed.append(value)
+            elif why is None:
+                why = f"{value!r}: {problem}"
+        if not allowed:
+            if not offered:
+                raise InvalidSample(f"stages[{i}].{field}: block {pick.get('block')!r} excludes every listed choice")
+            raise InvalidSample(f"stages[{i}]: no {field} of {offered} fits after {in_width} input channels; {why}")
+        scope = f"s{i}." if field in self.cfg.per_stage else ""
+        if field == "order":
+            name, full = f"{scope}order.{pick['block']}", self._orders(pick["block"])
+        else:
+            name, full = f"{scope}{field}", list(getattr(self.cfg, field))
+        if allowed != full:
+            name += f"[{','.join(str(v) for v in allowed)}]"
+        if scope:
+            return self._pick(trial, name, allowed)
+        network, drawn = shared
+        if field in network and network[field] in allowed:  # the network's value, wherever this stage takes it
+            return network[field]
+        if name not in drawn:
+            drawn[name] = self._pick(trial, name, allowed)
+        network.setdefault(field, drawn[name])
+        return drawn[name]
+
+    def _stage(self, i: int, pick: dict[str, Any]) -> Stage:
+        c = self.cfg
+        return Stage(
+            block=pick["block"], depth=pick["depth"], width=round_width(c.base_widths[i] * pick["width_mult"]),
+            stride=c.strides[i], norm=pick["norm"], attention=pick["attention"], act=pick["act"], order=pick["order"],
+            block_args=c.block_args.get(pick["block"], {}), norm_args=c.norm_args.get(pick["norm"], {}),
+            attn_args=c.attn_args.get(pick["attention"], {}))
+
+    def _problem(self, i: int, in_width: int, pick: dict[str, Any]) -> str | None:
+        """Why stage ``i`` with every field in ``pick`` is invalid after ``in_width`` channels, or ``None`` (cached)."""
+        key = (i, in_width, *(pick[f] for f in FIELDS))
+        if key not in self._problems:
+            try:
+                stage = self._stage(i, pick)
+            except SpecError as exc:
+                self._problems[key] = f"stages[{i}].{exc.field}: {exc.problem}"
+            else:
+                self._problems[key] = stage_problem(stage, in_width, stem_norm=i == 0 and stage.order == "post",
+                                                    where=f"stages[{i}]")
+        return self._problems[key]
+
+    def _open_problem(self, i: int, in_width: int, partial: dict[str, Any]) -> str | None:
+        """``None`` if some choice of the fields missing from ``partial`` (which names the block) makes stage ``i``
+        valid, else the first completion's problem. Bounded by the product of the remaining candidate lists;
+        cached, and it stops at the first valid completion."""
+        key = (i, in_width, *(partial.get(f) for f in FIELDS))
+        if key in self._open:
+            return self._open[key]
+        rest = [f for f in FIELDS if f not in partial]
+        lists = [self.candidates(f, partial["block"]) for f in rest]
+        empty = [f for f, values in zip(rest, lists) if not values]
+        first = f"stages[{i}].{empty[0]}: block {partial['block']!r} excludes every listed choice" if empty else None
+        for values in itertools.product(*lists):
+            problem = self._problem(i, in_width, {**partial, **dict(zip(rest, values))})
+            if problem is None:
+                first = None
+                break
+            first = first or problem
+        self._open[key] = first
+        return first
+
     def describe(self) -> str:
         size = self.size()
         return f"{self.num_stages} stages, {size:,} architectures (log10 {math.log10(size):.1f})"
-
-
-def _probe(stage: Stage) -> None:
-    """Validate one stage in a minimal arch (runs the registries' option checks)."""
-    Arch(stem=Stem(width=16), stages=(stage,), head=Head(), input_size=64)

@@ -117,6 +117,15 @@ def register_block(name: str, obj: Any, *, options: dict[str, OptionSpec] | None
     """Register a block class (``kind="block"``) or a whole-stage builder (``kind="stage"``).
 
     ``orders`` lists the unit orders (``pre``, ``post``, ``white_conv``) the block implements.
+    Optional metadata the spec and the sampler read:
+
+    - ``check(stage) -> str | None``: a reason the stage is impossible (validated with the spec);
+    - ``norm_widths(stage, in_chs) -> set[int]``: widths the block normalises inside (the norm's
+      check runs on each of them too);
+    - ``search_exclude``: ``{field: (values, ...)}`` never offered with this block by the sampler
+      (e.g. attention too costly inside it);
+    - ``searchable=False``: an export format (pruned/low-rank), not offered by the full space;
+    - ``example``: Stage overrides for the contract test.
     """
     return BLOCKS.register(name, obj, options=options, doc=doc, orders=tuple(orders), kind=kind, **meta)
 

@@ -246,6 +246,11 @@ def _check_norm_widths(stage: Stage, in_width: int, stem: Stem | None, where: st
         problem = check(replace(stage, width=w))
         if problem:
             raise SpecError(f"{where}.norm", f"{problem} (input width {w})")
+    inner = BLOCKS.entry(stage.block).meta.get("norm_widths")  # widths normalised inside the block
+    for w in sorted(set(inner(stage, in_width)) - {stage.width} if inner is not None else ()):
+        problem = check(replace(stage, width=w))
+        if problem:
+            raise SpecError(f"{where}.norm", f"{problem} (inner width {w} of block {stage.block!r})")
 
 
 # --------------------------------------------------------------------------- dict / YAML

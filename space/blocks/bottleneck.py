@@ -106,6 +106,7 @@ BOTTLENECK_OPTIONS = {
 
 register_block(
     "bottleneck", Bottleneck, orders=("post", "pre", "white_conv"), options=BOTTLENECK_OPTIONS, check=_check,
+    norm_widths=lambda st, in_chs: {bottleneck_width(st.width, st.block_kw.get("bottle_ratio", 0.25))},
     example={"block_args": {"bottle_ratio": 0.5, "group_width": 4}},
     doc="Residual bottleneck 1×1→3×3(grouped)→1×1: ResNet/ResNeXt/RegNetX (post), WRN bottleneck (pre)",
 )

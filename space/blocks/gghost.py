@@ -36,7 +36,7 @@ import torch.nn as nn
 
 from ..layers import Layers, conv2d
 from ..registry import BLOCKS, OptionSpec, register_block
-from .bottleneck import bottleneck_problem
+from .bottleneck import bottleneck_problem, bottleneck_width
 
 INNER_BLOCKS = ("bottleneck", "basic")
 _BOTTLENECK_ONLY = {"bottle_ratio": 0.25, "group_width": 0, "raw_group_scale": 0.75}
@@ -111,6 +111,14 @@ class GGhostStage(nn.Module):
         return self.last(torch.cat([e, ghost], 1))
 
 
+def _norm_widths(stage, in_chs: int) -> set[int]:
+    """Widths the stage norm sees besides the stage width (registry meta ``norm_widths``): raw, cheap, bottlenecks."""
+    plan = _plan(stage)
+    if not plan.full_kw:  # basic inner blocks
+        return {plan.raw, plan.cheap}
+    return {plan.raw, plan.cheap, *(bottleneck_width(w, plan.full_kw["bottle_ratio"]) for w in (stage.width, plan.raw))}
+
+
 def _check(stage) -> str | None:
     opts = stage.block_kw
     plan = _plan(stage)
@@ -135,7 +143,7 @@ def _check(stage) -> str | None:
 
 
 register_block(
-    "g_ghost", GGhostStage, kind="stage", orders=("post",), check=_check,
+    "g_ghost", GGhostStage, kind="stage", orders=("post",), check=_check, norm_widths=_norm_widths,
     options={
         "inner": OptionSpec(str, "bottleneck", "block type of the stage", lambda v: v in INNER_BLOCKS,
                             " or ".join(INNER_BLOCKS)),

@@ -84,6 +84,19 @@ class GhostBottleneck(nn.Module):
         return y + self.shortcut(x)
 
 
+def ghost_norm_widths(stage, in_chs: int) -> set[int]:
+    """Widths a ghost stage normalises besides its own (registry meta ``norm_widths``, may over-approximate):
+    the input (shortcut), the expanded widths and each Ghost module's intrinsic and ghost maps."""
+    kw = stage.block_kw
+    ratio = kw.get("ratio", 2)
+    mids = {ghost_mid_chs(c, mid=kw.get("mid", 0), expansion=kw.get("expansion", 3.0)) for c in (in_chs, stage.width)}
+    widths = {in_chs, *mids}
+    for out in (*mids, stage.width):
+        init = -(-out // ratio)
+        widths |= {init, init * (ratio - 1)}
+    return widths
+
+
 def _check_ghost(stage) -> str | None:
     kw = stage.block_kw
     if kw.get("se", 0.0) > 0 and stage.attention != "none":
@@ -95,7 +108,7 @@ def _check_ghost(stage) -> str | None:
 _odd = (lambda v: v >= 1 and v % 2 == 1, "an odd integer >= 1")
 
 register_block(
-    "ghost", GhostBottleneck, orders=("post",), check=_check_ghost,
+    "ghost", GhostBottleneck, orders=("post",), check=_check_ghost, norm_widths=ghost_norm_widths,
     options={
         "mid": OptionSpec(int, 0, "expanded width (GhostNet's '#exp'); 0 = make_divisible(in·expansion, 4)",
                           lambda v: v >= 0, ">= 0"),

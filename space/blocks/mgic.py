@@ -121,6 +121,7 @@ def _check_mgic(stage) -> str | None:
 
 register_block(
     "mgic", MGICBlock, orders=("post", "pre"), check=_check_mgic,
+    norm_widths=lambda st, in_chs: set(level_widths(st.width, st.block_kw.get("coarsest_width", 8))),
     options={
         "group_size": OptionSpec(int, 16, "g, channels per group of every grouped conv",
                                  lambda v: v >= 2 and v % 2 == 0, "an even integer >= 2"),

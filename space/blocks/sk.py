@@ -144,6 +144,7 @@ def _check_sk_basic(stage) -> str | None:
 
 register_block(
     "sk", SKBottleneck, orders=("post",), check=_check_sk,
+    norm_widths=lambda st, in_chs: {mid_width(st.width, st.block_kw.get("bottleneck_ratio", 0.5))},
     options={**_sk_options(32),
              "bottleneck_ratio": OptionSpec(float, 0.5, "middle width / out width (0.5 in SKNet-50)",
                                             lambda v: 0.0 < v <= 4.0, "in (0, 4]")},
