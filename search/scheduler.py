@@ -1,0 +1,249 @@
+"""Multi-objective early stopping: MO-ASHA as a Ray Tune scheduler.
+
+Multi-objective asynchronous successive halving (Schmucker, Donini, Zafar, Salinas & Archambeau 2021,
+"Multi-objective Asynchronous Successive Halving", arXiv:2106.12639). Rungs sit at ``r_min·η^k``
+epochs below ``max_t``. A trial reaching a rung is recorded there with its objective vector *at that
+rung* (accuracy after ``r_min·η^k`` epochs, its MACs/FLOPs/params/latency), and the ``n`` trials
+recorded at the rung so far are ranked by non-dominated sorting (Deb et al. 2002, NSGA-II §III-A)
+and, inside a front, by hypervolume contribution: greedy hypervolume subset selection over the
+objectives min–max normalised across the rung, reference point 1.1 on every axis (:func:`rank_order`).
+The arriving trial continues iff its position ``p`` (0-based) satisfies ``p < n/η`` — the best
+``⌈n/η⌉`` go on, the rest stop. With ``n < η`` (fewer than η trials recorded, the arriving one
+included) it continues: ASHA's rule for a rung too few trials have reached yet (Li et al. 2020).
+
+The paper ranks by non-dominated sorting with NSGA-II's crowding distance inside a front, or by an
+ε-net. This keeps the non-dominated sorting and breaks ties inside a front by hypervolume
+contribution instead (as SMS-EMOA, Beume, Naujoks & Emmerich 2007): crowding distance gives ∞ to the
+extreme point of every objective, so in the small fronts of an asynchronous rung (any front of ≤ 3
+points in 2-D or 3-D) all points tie and arrival order decides; hypervolume contribution ranks any
+front and prefers the points that widen it most.
+
+No rung sits at ``max_t``: a trial that has paid for all its epochs is never stopped (its final
+report is the real result). The trainable must report ``epoch`` (= epochs completed) after every
+epoch and a final result without it (search/run.py ``_trainable`` + ArchEvaluation do); see
+:func:`is_intermediate`.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+if TYPE_CHECKING:
+    from .config import SchedulerConfig
+
+TIME_ATTR = "epoch"
+REFERENCE = 1.1
+"""Hypervolume reference point on every axis, objectives min–max normalised over the rung."""
+
+
+def is_intermediate(result: dict[str, Any]) -> bool:
+    """True for a per-epoch report (it carries ``epoch``), False for a trial's final report.
+
+    Ray sets ``done: True`` on the last result of *every* finished trial, including one a scheduler
+    stopped, so ``done`` cannot tell them apart; the presence of ``epoch`` can: ArchEvaluation's final
+    metrics (and a cached trial's report) never carry it. A trial whose last result is intermediate
+    and carries no ``trial_error`` was stopped early.
+    """
+    return TIME_ATTR in result and "trial_error" not in result
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Pareto dominance for minimisation: ``a`` is no worse everywhere and better somewhere."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def non_dominated_sort(losses: np.ndarray) -> np.ndarray:
+    """Front index of every row of ``losses`` (n × m, minimise all), 0 = non-dominated.
+
+    Deb et al. 2002's fast non-dominated sort: domination counts and dominated sets, O(m·n²).
+    """
+    losses = np.asarray(losses, dtype=float)
+    n = len(losses)
+    dominated_by = [[] for _ in range(n)]  # i -> the rows i dominates
+    count = np.zeros(n, dtype=int)         # how many rows dominate i
+    for i in range(n):
+        for j in range(i + 1, n):
+            if dominates(losses[i], losses[j]):
+                dominated_by[i].append(j)
+                count[j] += 1
+            elif dominates(losses[j], losses[i]):
+                dominated_by[j].append(i)
+                count[i] += 1
+    rank = np.full(n, -1, dtype=int)
+    front = [i for i in range(n) if count[i] == 0]
+    level = 0
+    while front:
+        nxt = []
+        for i in front:
+            rank[i] = level
+            for j in dominated_by[i]:
+                count[j] -= 1
+                if count[j] == 0:
+                    nxt.append(j)
+        front, level = nxt, level + 1
+    return rank
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Exact hypervolume (minimisation) that ``points`` dominate up to ``reference``; points not strictly
+    better than the reference everywhere add nothing. Optuna's exact code (2-D/3-D sweeps, WFG above)."""
+    from optuna._hypervolume import compute_hypervolume
+
+    points = np.asarray(points, dtype=float).reshape(-1, len(reference))
+    points = points[np.all(points < reference, axis=1)]
+    if len(points) == 0:
+        return 0.0
+    if points.shape[1] == 1:
+        return float(reference[0] - points[:, 0].min())
+    return float(compute_hypervolume(points, np.asarray(reference, dtype=float)))
+
+
+def greedy_hypervolume_order(points: np.ndarray, reference: np.ndarray, limit: int | None = None) -> list[int]:
+    """Greedy hypervolume subset selection: each next row is the one adding the most hypervolume to the
+    rows chosen before it (ties: lower index); the first ``limit`` rows (all when None).
+
+    The greedy solution of the hypervolume subset selection problem (Bader & Zitzler 2011, HypE;
+    Guerreiro, Fonseca & Paquete 2016 for its (1 − 1/e) guarantee).
+    """
+    points = np.asarray(points, dtype=float)
+    chosen: list[int] = []
+    left = list(range(len(points)))
+    base = 0.0
+    while left and (limit is None or len(chosen) < limit):
+        gains = [hypervolume(points[chosen + [i]], reference) - base for i in left]
+        k = max(range(len(left)), key=lambda j: (round(gains[j], 12), -left[j]))
+        base += gains[k]
+        chosen.append(left.pop(k))
+    return chosen
+
+
+def rank_order(losses: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Row indices of ``losses`` (n × m, minimise all) best first; the first ``limit`` (all when None).
+
+    Front by front (non-dominated sorting); inside a front, greedy hypervolume-contribution order on the
+    objectives min–max normalised over all finite rows, reference point 1.1 on every axis. Rows with a
+    non-finite objective (a diverged accuracy) come last, in row order.
+    """
+    losses = np.asarray(losses, dtype=float)
+    n = len(losses)
+    limit = n if limit is None else min(limit, n)
+    finite = np.flatnonzero(np.all(np.isfinite(losses), axis=1))
+    out: list[int] = []
+    if len(finite):
+        sub = losses[finite]
+        lo, hi = sub.min(axis=0), sub.max(axis=0)
+        norm = (sub - lo) / np.where(hi > lo, hi - lo, 1.0)
+        reference = np.full(sub.shape[1], REFERENCE)
+        fronts = non_dominated_sort(sub)
+        for f in range(int(fronts.max()) + 1):
+            if len(out) >= limit:
+                break
+            members = np.flatnonzero(fronts == f)
+            order = greedy_hypervolume_order(norm[members], reference, limit - len(out))
+            out.extend(int(finite[members[i]]) for i in order)
+    out.extend(i for i in range(n) if i not in set(finite.tolist()))
+    return np.array(out[:limit], dtype=int)
+
+
+def rung_milestones(grace_period: float, reduction_factor: float, max_t: float) -> list[float]:
+    """``grace_period·η^k`` for k = 0, 1, … strictly below ``max_t`` (ascending)."""
+    out, r = [], float(grace_period)
+    while r < max_t:
+        out.append(r)
+        r *= reduction_factor
+    return out
+
+
+class MOASHAScheduler(FIFOScheduler):
+    """Multi-objective ASHA (see the module docstring): CONTINUE or STOP at each rung.
+
+    ``objectives``/``modes``: result keys and ``"max"``/``"min"`` (the config's objectives and
+    directions); ``max_t``: the proxy epochs; rungs at ``grace_period·reduction_factor^k < max_t``.
+    """
+
+    _supports_buffered_results = False  # decide right after the rung epoch, not after a buffer of them
+
+    def __init__(self, *, objectives: Sequence[str], modes: Sequence[str], max_t: int, grace_period: int = 1,
+                 reduction_factor: float = 3, time_attr: str = TIME_ATTR) -> None:
+        super().__init__()
+        if not objectives:
+            raise ValueError("objectives: give at least one objective")
+        if len(modes) != len(objectives) or any(m not in ("min", "max") for m in modes):
+            raise ValueError(f"modes: need one of 'min'/'max' per objective, got {list(modes)} for {list(objectives)}")
+        if grace_period < 1:
+            raise ValueError(f"grace_period: must be >= 1, got {grace_period}")
+        if not reduction_factor > 1:
+            raise ValueError(f"reduction_factor: must be > 1, got {reduction_factor}")
+        if max_t <= grace_period:
+            raise ValueError(f"max_t: must be > grace_period ({grace_period}), got {max_t}")
+        self.objectives = list(objectives)
+        self.signs = np.array([-1.0 if m == "max" else 1.0 for m in modes])
+        self.max_t = max_t
+        self.reduction_factor = float(reduction_factor)
+        self.time_attr = time_attr
+        self.milestones = rung_milestones(grace_period, reduction_factor, max_t)
+        self.rungs: list[dict[str, np.ndarray]] = [{} for _ in self.milestones]  # trial_id -> loss vector
+        self.num_stopped = 0
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Objectives come from the constructor; a single TuneConfig metric would be wrong here."""
+        return metric is None and mode is None
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if not is_intermediate(result) or any(result.get(o) is None for o in self.objectives):
+            return TrialScheduler.CONTINUE
+        values = [float(result[o]) for o in self.objectives]
+        action = self.decide(trial.trial_id, float(result[self.time_attr]), values)
+        if action == TrialScheduler.STOP:
+            self.num_stopped += 1
+        return action
+
+    def decide(self, trial_id: str, t: float, values: Sequence[float]) -> str:
+        """Record ``values`` (objective order, raw directions) at the highest rung ``t`` has reached and
+        not yet recorded for this trial; CONTINUE or STOP by the rule in the module docstring."""
+        rung = None
+        for k in reversed(range(len(self.milestones))):
+            if t >= self.milestones[k]:
+                rung = None if trial_id in self.rungs[k] else self.rungs[k]
+                break
+        if rung is None:
+            return TrialScheduler.CONTINUE
+        loss = self.signs * np.asarray(values, dtype=float)
+        rung[trial_id] = np.where(np.isnan(loss), math.inf, loss)  # a NaN objective ranks worst
+        n = len(rung)
+        if n < self.reduction_factor:
+            return TrialScheduler.CONTINUE
+        ids = list(rung)
+        keep = math.ceil(n / self.reduction_factor)  # p < n/η  ⟺  p < ⌈n/η⌉
+        top = rank_order(np.stack([rung[i] for i in ids]), limit=keep)
+        return TrialScheduler.CONTINUE if ids.index(trial_id) in top.tolist() else TrialScheduler.STOP
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        pass  # the final report carries no rung value; every rung the trial passed is recorded already
+
+    def debug_string(self) -> str:
+        rungs = ", ".join(f"epoch {m:g}: {len(r)}" for m, r in zip(self.milestones, self.rungs))
+        return f"Using MO-ASHA (η={self.reduction_factor:g}): {self.num_stopped} stopped; recorded per rung: {rungs}"
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+def make_scheduler(cfg: "SchedulerConfig", *, objectives: Sequence[str], modes: Sequence[str],
+                   max_t: int) -> TrialScheduler | None:
+    """The Ray Tune scheduler of the config's ``scheduler`` section; None for ``none`` (run to the end)."""
+    if cfg.name == "none":
+        return None
+    if cfg.name == "mo_asha":
+        return MOASHAScheduler(objectives=objectives, modes=modes, max_t=max_t, grace_period=cfg.grace_period,
+                               reduction_factor=cfg.reduction_factor)
+    raise ValueError(f"scheduler.name: must be none or mo_asha, got {cfg.name!r}")

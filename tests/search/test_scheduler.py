@@ -1,0 +1,344 @@
+"""MO-ASHA early stopping: the sorting helpers against brute force, the rung rule on synthetic results,
+PRUNED bookkeeping in the searcher, the config section, and one small real search (Ray + Optuna)."""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from optuna.study._multi_objective import _fast_non_domination_rank
+from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
+
+from search import ConfigError, parse_config
+from search.scheduler import (MOASHAScheduler, dominates, greedy_hypervolume_order, hypervolume, is_intermediate,
+                              make_scheduler, non_dominated_sort, rank_order, rung_milestones)
+from search.searcher import NasOptunaSearch
+
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+
+# ---------------------------------------------------------------- sorting helpers
+
+def brute_force_fronts(losses: np.ndarray) -> np.ndarray:
+    """Peel the fronts by definition: front k = rows no remaining row dominates."""
+    rank = np.full(len(losses), -1)
+    left, level = set(range(len(losses))), 0
+    while left:
+        front = {i for i in left if not any(dominates(losses[j], losses[i]) for j in left if j != i)}
+        for i in front:
+            rank[i] = level
+        left -= front
+        level += 1
+    return rank
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_non_dominated_sort_matches_brute_force_and_optuna(m):
+    rng = np.random.default_rng(m)
+    for n in (1, 2, 7, 25):
+        for _ in range(10):
+            losses = rng.integers(0, 4, size=(n, m)).astype(float)  # small ints: many ties and duplicates
+            ours = non_dominated_sort(losses)
+            assert ours.tolist() == brute_force_fronts(losses).tolist()
+            assert ours.tolist() == _fast_non_domination_rank(losses).tolist()
+
+
+def test_dominates_is_strict():
+    assert dominates([0, 1], [0, 2]) and not dominates([0, 2], [0, 1])
+    assert not dominates([1, 1], [1, 1])              # equal points do not dominate each other
+    assert not dominates([0, 2], [1, 1]) and not dominates([1, 1], [0, 2])
+
+
+def brute_force_hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Volume of the union of the boxes [p, ref] by inclusion–exclusion (exponential; small sets only)."""
+    total = 0.0
+    for r in range(1, len(points) + 1):
+        for subset in itertools.combinations(points, r):
+            corner = np.max(subset, axis=0)
+            total += (-1) ** (r + 1) * float(np.prod(np.clip(ref - corner, 0, None)))
+    return total
+
+
+def test_hypervolume_by_hand_and_against_inclusion_exclusion():
+    assert hypervolume(np.array([[0, 1], [1, 0]]), np.array([2.0, 2.0])) == pytest.approx(3.0)
+    assert hypervolume(np.array([[3, 0]]), np.array([2.0, 2.0])) == 0.0      # outside the reference box
+    assert hypervolume(np.array([[0.5], [0.2]]), np.array([1.1])) == pytest.approx(0.9)
+    rng = np.random.default_rng(0)
+    for m in (2, 3, 4):
+        for n in (1, 3, 6):
+            pts = rng.random((n, m))
+            ref = np.full(m, 1.1)
+            assert hypervolume(pts, ref) == pytest.approx(brute_force_hypervolume(pts, ref), abs=1e-12)
+
+
+def test_greedy_hypervolume_order_against_brute_force():
+    rng = np.random.default_rng(1)
+    for m in (2, 3):
+        for _ in range(5):
+            pts = rng.random((6, m))
+            ref = np.full(m, 1.1)
+            chosen, left = [], list(range(6))
+            while left:  # the definition, with the brute-force hypervolume
+                hv = [round(brute_force_hypervolume(pts[chosen + [i]], ref), 9) for i in left]
+                chosen.append(left.pop(max(range(len(left)), key=lambda j: (hv[j], -left[j]))))  # ties: lower index
+            assert greedy_hypervolume_order(pts, ref) == chosen
+            assert greedy_hypervolume_order(pts, ref, limit=2) == chosen[:2]
+    # a duplicate adds nothing: it comes after every point that adds something
+    assert greedy_hypervolume_order(np.array([[0.5, 0.5], [0.5, 0.5], [0.0, 1.0]]), np.full(2, 1.1)) == [0, 2, 1]
+
+
+def test_rank_order_fronts_then_hypervolume_contribution():
+    losses = np.array([[0, 10], [10, 0], [1, 9], [5, 5], [6, 6], [0.5, 9.5], [np.nan, 0.0]], dtype=float)
+    order = rank_order(losses).tolist()
+    assert set(order[:5]) == {0, 1, 2, 3, 5}  # front 0 first
+    assert order[0] == 3                      # the knee point adds the most hypervolume on its own
+    assert order[5] == 4                      # the dominated point after the front
+    assert order[6] == 6                      # a non-finite objective (diverged accuracy) ranks last
+    assert rank_order(losses, limit=2).tolist() == order[:2]
+
+def test_rung_milestones():
+    assert rung_milestones(1, 3, 9) == [1, 3]            # no rung at max_t
+    assert rung_milestones(1, 2, 10) == [1, 2, 4, 8]
+    assert rung_milestones(2, 3, 3) == [2]
+
+
+# ---------------------------------------------------------------- the rung rule on synthetic results
+
+def trial(tid: str) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=tid)
+
+
+def result(epoch: int, acc: float, macs: float) -> dict:
+    return {"epoch": epoch, "val_acc": acc, "macs": macs, "done": False}
+
+
+def sched(eta: float = 2, max_t: int = 9, grace: int = 1) -> MOASHAScheduler:
+    return MOASHAScheduler(objectives=["val_acc", "macs"], modes=["max", "min"], max_t=max_t,
+                           grace_period=grace, reduction_factor=eta)
+
+
+def test_fewer_than_eta_recorded_continue_even_if_dominated():
+    s = sched(eta=3)
+    assert s.on_trial_result(None, trial("a"), result(1, 0.9, 1.0)) == CONTINUE
+    assert s.on_trial_result(None, trial("b"), result(1, 0.1, 5.0)) == CONTINUE   # dominated, but n=2 < η=3
+    assert s.on_trial_result(None, trial("c"), result(1, 0.05, 6.0)) == STOP      # n=3: keeps ⌈3/3⌉ = 1
+    assert s.num_stopped == 1
+
+
+def test_dominated_stopped_non_dominated_promoted():
+    s = sched(eta=2)
+    assert s.on_trial_result(None, trial("a"), result(1, 0.9, 1.0)) == CONTINUE
+    assert s.on_trial_result(None, trial("b"), result(1, 0.5, 2.0)) == STOP       # dominated by a; n=2 keeps 1
+    # c is worse in accuracy than both but the cheapest: front 0 = {a, c} and n=3 keeps 2 → kept
+    assert s.on_trial_result(None, trial("c"), result(1, 0.3, 0.5)) == CONTINUE
+    # directions matter: with macs maximised, c is dominated by a (more accurate and larger)
+    s2 = MOASHAScheduler(objectives=["val_acc", "macs"], modes=["max", "max"], max_t=9, grace_period=1,
+                         reduction_factor=2)
+    for tid, acc, macs in (("a", 0.9, 1.0), ("b", 0.95, 0.8)):
+        s2.on_trial_result(None, trial(tid), result(1, acc, macs))
+    assert s2.on_trial_result(None, trial("c"), result(1, 0.3, 0.5)) == STOP
+
+
+@pytest.mark.parametrize("arriving, expected", [((0.5, 5.0), CONTINUE), ((0.87, 9.4), STOP)])
+def test_hypervolume_contribution_breaks_ties_inside_the_front(arriving, expected):
+    """Five earlier trials (four on a front crowded near the large end, one dominated); the sixth arrives on
+    front 0 either in the empty middle (adds the most hypervolume: kept) or wedged between two close
+    neighbours (adds almost none: stopped); n=6, η=2 keeps 3."""
+    s = sched(eta=2)
+    earlier = [("a", 0.9, 10.0), ("b", 0.1, 1.0), ("d", 0.88, 9.6), ("e", 0.86, 9.2), ("g", 0.05, 11.0)]
+    for tid, acc, macs in earlier:  # recorded at the rung whatever was decided for them
+        s.on_trial_result(None, trial(tid), result(1, acc, macs))
+    losses = np.array([[-acc, macs] for _, acc, macs in earlier] + [[-arriving[0], arriving[1]]])
+    assert non_dominated_sort(losses)[-1] == 0  # the arriving trial is non-dominated in both cases
+    assert s.on_trial_result(None, trial("x"), result(1, *arriving)) == expected
+
+
+def test_small_3d_front_is_not_decided_by_arrival_order():
+    """At the third arrival (η=3 keeps one) front 0 is {b, c} (b dominates a): crowding distance gives both ∞
+    and would keep b, the earlier; c, far cheaper and nearly as accurate, adds the most hypervolume."""
+    s = MOASHAScheduler(objectives=["val_acc", "macs", "latency_ms"], modes=["max", "min", "min"], max_t=4,
+                        grace_period=1, reduction_factor=3)
+    arrivals = [("a", 0.40, 1.6, 0.6, CONTINUE), ("b", 0.41, 1.3, 0.6, CONTINUE),  # n < η: continue
+                ("c", 0.37, 0.4, 0.27, CONTINUE),                                   # n=3 keeps 1: c
+                ("d", 0.38, 1.5, 0.6, STOP)]                                        # dominated by b; n=4 keeps 2
+    for tid, acc, macs, lat, expected in arrivals:
+        r = {"epoch": 1, "val_acc": acc, "macs": macs, "latency_ms": lat}
+        assert s.on_trial_result(None, trial(tid), r) == expected, tid
+
+def test_rungs_progress_and_no_decision_off_rung_or_at_max_t():
+    s = sched(eta=2, max_t=4)                     # rungs at 1 and 2; max_t=4 has none
+    assert s.milestones == [1, 2]
+    assert s.on_trial_result(None, trial("a"), result(1, 0.9, 1.0)) == CONTINUE
+    # b is non-dominated too, but n=2 keeps 1: equal hypervolume contributions → the earlier-recorded wins
+    assert s.on_trial_result(None, trial("b"), result(1, 0.8, 0.5)) == STOP
+    assert s.on_trial_result(None, trial("c"), result(1, 0.85, 0.4)) == CONTINUE  # dominates b; n=3 keeps 2
+    assert s.on_trial_result(None, trial("a"), result(2, 0.95, 1.0)) == CONTINUE  # first at rung 2
+    assert s.on_trial_result(None, trial("c"), result(2, 0.5, 2.0)) == STOP       # dominated at rung 2
+    assert set(s.rungs[0]) == {"a", "b", "c"} and set(s.rungs[1]) == {"a", "c"}
+    # a repeated report at a rung already recorded, epoch 3 (off rung) and epoch 4 (= max_t) never stop
+    assert s.on_trial_result(None, trial("a"), result(2, 0.0, 99.0)) == CONTINUE
+    assert s.on_trial_result(None, trial("a"), result(3, 0.0, 99.0)) == CONTINUE
+    assert s.on_trial_result(None, trial("a"), result(4, 0.0, 99.0)) == CONTINUE
+    assert s.rungs[1]["a"].tolist() == [-0.95, 1.0]
+
+
+def test_final_or_error_results_are_ignored():
+    s = sched(eta=2)
+    final = {"val_acc": 0.1, "macs": 9.0, "epochs": 3.0, "done": True}         # no "epoch": a final report
+    err = {"epoch": 1, "trial_error": "boom", "done": True}
+    assert not is_intermediate(final) and not is_intermediate(err) and is_intermediate(result(1, 0.5, 1.0))
+    for r in (final, err, {"epoch": 1, "val_acc": 0.5, "done": False}):       # last one misses macs
+        assert s.on_trial_result(None, trial("z"), r) == CONTINUE
+    assert all(not r for r in s.rungs)
+
+
+def test_nan_accuracy_ranks_worst_and_state_survives_save_restore(tmp_path):
+    s = sched(eta=2)
+    s.on_trial_result(None, trial("a"), result(1, 0.2, 5.0))
+    assert s.on_trial_result(None, trial("b"), result(1, float("nan"), 5.0)) == STOP
+    s.save(str(tmp_path / "s.pkl"))
+    s2 = sched(eta=2)
+    s2.restore(str(tmp_path / "s.pkl"))
+    assert set(s2.rungs[0]) == {"a", "b"} and s2.num_stopped == 1
+    assert pickle.loads(pickle.dumps(s2)).milestones == [1, 2, 4, 8]
+
+
+def test_constructor_names_bad_arguments():
+    for kwargs, field in (({"reduction_factor": 1}, "reduction_factor"), ({"grace_period": 0}, "grace_period"),
+                          ({"max_t": 1}, "max_t"), ({"modes": ["max"]}, "modes")):
+        args = {"objectives": ["val_acc", "macs"], "modes": ["max", "min"], "max_t": 3, **kwargs}
+        with pytest.raises(ValueError, match=f"^{field}:"):
+            MOASHAScheduler(**args)
+
+
+# ---------------------------------------------------------------- config
+
+def test_config_scheduler_section():
+    cfg = parse_config({"scheduler": {"name": "mo_asha", "grace_period": 1, "reduction_factor": 2},
+                        "proxy": {"epochs": 3}})
+    s = make_scheduler(cfg.scheduler, objectives=cfg.objectives, modes=cfg.directions, max_t=cfg.proxy.epochs)
+    assert isinstance(s, MOASHAScheduler) and s.milestones == [1, 2] and s.signs.tolist() == [-1.0, 1.0]
+    assert make_scheduler(parse_config({}).scheduler, objectives=["val_acc"], modes=["max"], max_t=3) is None
+
+
+@pytest.mark.parametrize("data, start", [
+    ({"scheduler": {"name": "hyperband"}}, "scheduler.name: must be 'none' or 'mo_asha'"),
+    ({"scheduler": {"reduction_factor": 1}}, "scheduler.reduction_factor:"),
+    ({"scheduler": {"grace_period": 0}}, "scheduler.grace_period:"),
+    ({"scheduler": {"eta": 2}}, "scheduler.eta: unknown key"),
+    ({"scheduler": {"name": "mo_asha", "grace_period": 3}, "proxy": {"epochs": 3}},
+     "scheduler.grace_period: mo_asha needs proxy.epochs > grace_period"),
+])
+def test_config_scheduler_errors(data, start):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert str(info.value).startswith(start), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- searcher: stopped → PRUNED, never COMPLETE
+
+def test_searcher_tells_stopped_trials_pruned():
+    storage = optuna.storages.InMemoryStorage()
+    searcher = NasOptunaSearch(space=lambda t: {"x": t.suggest_float("x", 0, 1)}, metric=["val_acc", "macs"],
+                               mode=["max", "min"], sampler=optuna.samplers.RandomSampler(seed=0),
+                               storage=storage, study_name="s")
+    for tid in ("stopped", "final", "failed"):
+        searcher.suggest(tid)
+    # what Ray hands over for a trial a scheduler stopped: its last per-epoch report, with Ray's done=True
+    searcher.on_trial_complete("stopped", result={"epoch": 1, "val_acc": 0.99, "macs": 1.0, "arch_id": "x1",
+                                                  "done": True})
+    searcher.on_trial_complete("final", result={"val_acc": 0.5, "macs": 2.0, "epochs": 3.0, "done": True})
+    searcher.on_trial_complete("failed", result={"epoch": 2, "trial_error": "RuntimeError: x", "done": True})
+    study = searcher.study
+    by_state = {t.state: t for t in study.get_trials()}
+    pruned = by_state[TrialState.PRUNED]
+    assert pruned.values is None and pruned.user_attrs["pruned_at_epoch"] == 1
+    assert pruned.user_attrs["val_acc"] == 0.99 and pruned.user_attrs["epochs"] == 1.0
+    assert by_state[TrialState.COMPLETE].values == [0.5, 2.0]
+    assert by_state[TrialState.FAIL].user_attrs["fail_reason"] == "RuntimeError: x"
+    # the epoch-1 accuracy of 0.99 would dominate; as PRUNED it is not on the front
+    assert [t.number for t in study.best_trials] == [by_state[TrialState.COMPLETE].number]
+
+
+def test_tpe_counts_pruned_trials_as_worse_than_complete_ones():
+    from optuna.samplers._tpe.sampler import _split_trials
+
+    searcher = NasOptunaSearch(space=lambda t: {"x": t.suggest_float("x", 0, 1)}, metric=["val_acc", "macs"],
+                               mode=["max", "min"], storage=optuna.storages.InMemoryStorage(), study_name="s",
+                               sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2, multivariate=True))
+    for i in range(8):
+        searcher.suggest(f"t{i}")
+        if i % 3 == 0:  # complete
+            searcher.on_trial_complete(f"t{i}", result={"val_acc": 0.1 * i, "macs": 10.0 - i, "done": True})
+        else:           # stopped at a rung with a (misleadingly) high early accuracy
+            searcher.on_trial_complete(f"t{i}", result={"epoch": 1, "val_acc": 0.99, "macs": 0.1, "done": True})
+    assert searcher.suggest("t8")["x"] is not None  # TPE samples with PRUNED trials in the study
+    study = searcher.study
+    done = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    below, above = _split_trials(study, done, 2)
+    assert len(below) == 2 and all(t.state == TrialState.COMPLETE for t in below)
+    assert {t.number for t in done if t.state == TrialState.PRUNED} <= {t.number for t in above}
+
+
+# ---------------------------------------------------------------- a small real search
+
+@pytest.fixture
+def ray_tmp():
+    path = tempfile.mkdtemp(prefix="nasmo", dir="/tmp")  # short: Ray's socket paths are length-limited
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_real_search_prunes_and_exports_only_complete(tmp_path, ray_tmp):
+    cfg = {
+        "name": "moasha",
+        "data": {"name": "digits", "val_fraction": 0.2},
+        "space": {"strides": [1, 2], "base_widths": [8, 16], "width_mult": [0.5, 1.0, 2.0], "depth": [1, 2],
+                  "order": ["pre"]},
+        "objectives": ["val_acc", "macs"],
+        "proxy": {"epochs": 3, "batch_size": 16, "lr": 0.05},
+        "search": {"sampler": "random", "n_trials": 6, "max_concurrent": 1, "seed": 0},
+        "scheduler": {"name": "mo_asha", "grace_period": 1, "reduction_factor": 2},
+        "ray": {"num_cpus": 1, "temp_dir": ray_tmp},
+    }
+    cfg_path = tmp_path / "mo.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "search", str(cfg_path), "--results",
+                           str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PRUNED at epoch" in proc.stdout
+    run = tmp_path / "results" / "moasha"
+
+    study = optuna.load_study(study_name="moasha", storage=f"sqlite:///{run / 'study.db'}")
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(trials) == 6 and TrialState.FAIL not in states
+    assert pruned and TrialState.COMPLETE in states
+    for t in pruned:
+        assert t.values is None and t.user_attrs["pruned_at_epoch"] in (1, 2)
+        assert 0.0 <= t.user_attrs["val_acc"] <= 1.0 and t.user_attrs["macs"] > 0
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.user_attrs["epochs"] == 3.0 and 0.1 < t.values[0] <= 1.0
+
+    rows = list(csv.DictReader(open(run / "trials.csv")))
+    assert [r["state"] for r in rows] == [s.name for s in states]
+    assert {int(r["number"]) for r in rows if r["state"] == "PRUNED"} == {t.number for t in pruned}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["states"]["PRUNED"] == len(pruned)
+    front_numbers = {f["number"] for f in summary["front"]}
+    assert front_numbers and not front_numbers & {t.number for t in pruned}
+    assert {t.number for t in study.best_trials} == front_numbers
