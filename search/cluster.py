@@ -1,0 +1,246 @@
+"""Where trials run: an embedded Ray instance or an existing cluster, and cleaning up after a killed driver.
+
+``connect(cfg)`` starts embedded Ray (``ray.init()``) or joins the cluster at ``ray.address``
+(``host:port``, ``ray://host:port`` or ``auto``; else the ``RAY_ADDRESS`` environment variable). Joining
+never hangs in Ray's retry loop: the GCS port is probed first (3 s), token authentication is turned
+on when a token is at hand (a cluster started with ``ray start --head`` requires it once
+``~/.ray/auth_token`` exists), and every failure becomes one :class:`ConfigError` line naming
+``ray.address``.
+
+A search driver leaves ``driver.json`` in its run folder (pid, process start time, Ray session
+folder). ``--resume`` refuses to run beside a live driver of the same run, and kills what a
+SIGKILLed driver left behind: the processes still holding files of its embedded Ray session
+(Ray's agents outlive a killed driver), and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .config import Config, ConfigError
+
+PROBE_TIMEOUT_S = 3.0
+CONNECT_RETRIES = "10"  # ~1 s each: Ray's default is 20, with a log line per attempt
+DRIVER_FILE = "driver.json"
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``host:port`` or ``ray://host:port``; None for ``auto``; ValueError otherwise."""
+    if address == "auto":
+        return None
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port, ray://host:port or auto, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None if a TCP connection to ``host:port`` opens within ``timeout`` seconds, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def use_token_auth_if_available() -> bool:
+    """Set ``RAY_AUTH_MODE=token`` when it is unset and a token exists (file or environment).
+
+    A token-mode driver also joins clusters that have authentication off, so this only removes the
+    failure mode where a ``ray start --head`` cluster (token auth on) rejects a driver forever.
+    """
+    if os.environ.get("RAY_AUTH_MODE"):
+        return os.environ["RAY_AUTH_MODE"].lower() == "token"
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if not (os.environ.get("RAY_AUTH_TOKEN") or path.is_file()):
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:  # Ray caches its config at import; refresh it the way Ray itself does
+        from ray._raylet import Config as RayletConfig
+
+        RayletConfig.initialize("")
+    except Exception:  # noqa: BLE001 - an older/newer Ray without it reads the variable at init
+        pass
+    return True
+
+
+@contextmanager
+def _stderr_to_file() -> Iterator[Path]:
+    """Send file descriptor 2 (where Ray's C++ core logs each failed attempt) to a temporary file."""
+    fd, name = tempfile.mkstemp(prefix="nas-ray-connect-", suffix=".log")
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        yield Path(name)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
+def connect(cfg: Config) -> None:
+    """Start embedded Ray or join ``ray.address``; a cluster that cannot be joined raises ConfigError."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                                  configure_logging=True)
+    field = "ray.address"
+    address = cfg.ray.address
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        field, address = "RAY_ADDRESS", os.environ["RAY_ADDRESS"]
+    if address is None:
+        ray.init(num_cpus=cfg.ray.num_cpus, _temp_dir=cfg.ray.temp_dir, **kwargs)
+        return
+    try:
+        hostport = split_address(address)
+    except ValueError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+    if hostport is not None:
+        problem = probe(*hostport)
+        if problem:
+            raise ConfigError(f"{field}: no Ray cluster reachable at {address!r} ({problem}); start one with "
+                              f"`ray start --head --port {hostport[1]}` or remove ray.address to run locally")
+    use_token_auth_if_available()
+    saved = os.environ.get("RAY_gcs_server_port_wait_time_s")
+    os.environ["RAY_gcs_server_port_wait_time_s"] = saved or CONNECT_RETRIES
+    log = None
+    try:
+        with _stderr_to_file() as log:
+            ray.init(address=address, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - ConnectionError, AuthenticationError, RuntimeError, ...
+        cause = exc.__cause__ or exc
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1][:300]
+        hint = "; the cluster uses token auth: set RAY_AUTH_TOKEN or copy its ~/.ray/auth_token here" \
+            if "auth" in str(cause).lower() else ""
+        raise ConfigError(f"{field}: cannot join the Ray cluster at {address!r}: {first}{hint}") from None
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_gcs_server_port_wait_time_s", None)
+        if log is not None:
+            log.unlink(missing_ok=True)
+
+
+def session_dir() -> str | None:
+    """This driver's Ray session folder when it started Ray itself (embedded); None when it joined a cluster."""
+    try:
+        import ray
+
+        node = ray._private.worker._global_node
+        return node.get_session_dir_path() if node is not None and node.head else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+# --------------------------------------------------------------------------- killed drivers
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Process start time (clock ticks since boot; /proc/PID/stat field 22) or None if there is no such pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def processes_using(path: str) -> list[int]:
+    """Pids (not this one) whose command line, working folder or open files lie under ``path`` (Linux /proc)."""
+    root = os.path.realpath(path)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if root in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+                continue
+            links = [entry / "cwd", *(entry / "fd").iterdir()]
+            if any(os.readlink(p).startswith(root + "/") for p in links):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def kill_processes(pids: list[int], *, grace_s: float = 3.0) -> int:
+    """SIGKILL ``pids`` (Ray's agents ignore SIGTERM) and wait up to ``grace_s`` for them to go; return how many."""
+    killed = 0
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            pass
+    deadline = time.time() + grace_s
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def claim_run(run_dir: Path, *, out: Callable[[str], None] = print) -> None:
+    """Before (re)starting a run: refuse if its driver still lives; clean up after one that was killed."""
+    path = Path(run_dir) / DRIVER_FILE
+    if not path.is_file():
+        return
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    same_host = rec.get("host") == socket.gethostname()
+    pid = rec.get("pid")
+    if same_host and isinstance(pid, int) and pid != os.getpid() and _alive(pid) \
+            and _start_ticks(pid) == rec.get("start_ticks"):
+        raise ConfigError(f"--resume: run folder {str(run_dir)!r} is being searched by process {pid}; "
+                          f"stop it first (or wait for it to finish)")
+    session = rec.get("session_dir")
+    if same_host and _is_ray_session(session):
+        n = kill_processes(processes_using(session))
+        if n:
+            out(f"stopped {n} leftover Ray process(es) of the interrupted driver (pid {pid})")
+    path.unlink(missing_ok=True)
+
+
+def _is_ray_session(path: Any) -> bool:
+    """Only a real Ray session folder (``.../session_<date>_<pid>`` with ``logs/``) is ever swept for processes."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return False
+    p = Path(os.path.realpath(path))
+    return p.name.startswith("session_") and len(p.parts) > 2 and (p / "logs").is_dir()
+
+
+def record_driver(run_dir: Path) -> None:
+    """Write ``driver.json``: this process and its embedded Ray session (for :func:`claim_run`)."""
+    pid = os.getpid()
+    rec = {"pid": pid, "start_ticks": _start_ticks(pid), "host": socket.gethostname(), "session_dir": session_dir(),
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (Path(run_dir) / DRIVER_FILE).write_text(json.dumps(rec, indent=2))
+
+
+def release_run(run_dir: Path) -> None:
+    """Remove this driver's ``driver.json`` (a finished or cleanly interrupted search)."""
+    path = Path(run_dir) / DRIVER_FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,199 @@
+"""Storage: SQLite in the run folder by default; any Optuna RDB URL from the config or ``NAS_STORAGE_URL``.
+
+The PostgreSQL test starts its own server on loopback (initdb into a temp folder, ``pg_ctl start`` on a
+free port, as a non-root user when run as root), runs a real search with
+``NAS_STORAGE_URL=postgresql+psycopg2://nas:PASSWORD@127.0.0.1:PORT/nas``, checks that the trials are in
+Postgres and that the password is written nowhere, then stops the server. It is skipped, with the reason,
+only when no PostgreSQL server binaries are installed (.ci/run installs the Debian package).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.config import ConfigError, parse_config
+from search.export import export_run
+from search.run import _public_url, make_storage
+
+PASSWORD = "pg-S3cret-for-nas-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_default_storage_is_sqlite_in_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("NAS_STORAGE_URL", raising=False)
+    cfg = parse_config({})
+    assert cfg.resolved_storage(tmp_path) == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    cfg = parse_config({"storage": "postgresql+psycopg2://nas@db.example.org:5432/nas"})
+    assert cfg.resolved_storage(tmp_path) == "postgresql+psycopg2://nas@db.example.org:5432/nas"
+    monkeypatch.setenv("NAS_STORAGE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    assert cfg.resolved_storage(tmp_path) == f"sqlite:///{tmp_path / 'other.db'}"  # the variable wins
+
+
+def test_passwords_stay_out_of_configs_and_run_json(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="^storage: must not contain a password"):
+        parse_config({"storage": f"postgresql+psycopg2://nas:{PASSWORD}@db.example.org/nas"})
+    url = f"postgresql+psycopg2://nas:{PASSWORD}@db.example.org/nas"
+    monkeypatch.setenv("NAS_STORAGE_URL", url)
+    assert _public_url(url, parse_config({})) == "env:NAS_STORAGE_URL"
+    monkeypatch.setenv("NAS_STORAGE_URL", "redis://db.example.org/0")
+    with pytest.raises(ConfigError, match="^NAS_STORAGE_URL: must be an Optuna RDB URL"):
+        parse_config({}).resolved_storage(tmp_path)
+
+
+def test_unreachable_database_fails_fast_without_the_password():
+    url = f"postgresql+psycopg2://nas:{PASSWORD}@127.0.0.1:{free_port()}/nas"
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        make_storage(url, field="NAS_STORAGE_URL")
+    assert time.perf_counter() - t0 < 10
+    msg = str(info.value)
+    assert msg.startswith("NAS_STORAGE_URL: cannot open '127.0.0.1:") and PASSWORD not in msg and "\n" not in msg
+
+
+# --------------------------------------------------------------------------- a real PostgreSQL server
+
+
+def _pg_bin() -> Path | None:
+    """The folder holding initdb and pg_ctl: on PATH, or Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(found).resolve().parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    return Path(versions[-1]).parent if versions else None
+
+
+def _as_user() -> list[str]:
+    """Command prefix to run the server as a non-root user (postgres refuses to run as root)."""
+    if os.geteuid() != 0:
+        return []
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        runuser = shutil.which("runuser")
+        if runuser:
+            return [runuser, "-u", name, "--"]
+        return ["su", name, "-s", "/bin/sh", "-c", '"$0" "$@"']  # noqa: P103 - su passes argv through sh
+    pytest.skip("running as root and no non-root user (postgres, nobody) exists to run a PostgreSQL server")
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throw-away PostgreSQL server on 127.0.0.1:<free port>, superuser ``nas`` with a password, db ``nas``."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl); install the Debian package 'postgresql' "
+                    "(.ci/run does)")
+    prefix = _as_user()
+    root = Path(tempfile.mkdtemp(prefix="naspg", dir="/tmp"))
+    (root / "pw").write_text(PASSWORD + "\n")
+    if prefix:
+        user = prefix[2] if prefix[0].endswith("runuser") else prefix[1]
+        ent = pwd.getpwnam(user)
+        for p in (root, root / "pw"):
+            os.chown(p, ent.pw_uid, ent.pw_gid)
+    data, port = root / "data", free_port()
+
+    def run(*args: str, timeout: float = 120) -> None:
+        proc = subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=timeout)
+        log = (root / "server.log").read_text()[-2000:] if (root / "server.log").exists() else ""
+        assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout}\n{proc.stderr}\n{log}"
+
+    try:
+        run(str(bindir / "initdb"), "-D", str(data), "-U", "nas", f"--pwfile={root / 'pw'}", "--auth-local=trust",
+            "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "90",
+            "-o", f"-p {port} -h 127.0.0.1 -k {root} -F", "start")
+        import psycopg2
+
+        con = psycopg2.connect(host="127.0.0.1", port=port, user="nas", password=PASSWORD, dbname="postgres")
+        con.autocommit = True
+        con.cursor().execute("CREATE DATABASE nas")
+        con.close()
+        yield {"url": f"postgresql+psycopg2://nas:{PASSWORD}@127.0.0.1:{port}/nas", "port": port}
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                           capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_search_with_postgres_storage(postgres, tmp_path, monkeypatch, capfd):
+    import psycopg2
+    import ray
+
+    from search.run import search_from_config
+
+    ray_tmp = tempfile.mkdtemp(prefix="nasp", dir="/tmp")
+    cfg = parse_config({"name": "pg", "data": {"name": "digits"},
+                        "space": {"strides": [1, 2], "base_widths": [8, 16], "width_mult": [0.5, 1.0],
+                                  "depth": [1, 2], "act": ["relu", "elu"]},
+                        "objectives": ["val_acc", "macs"], "proxy": {"epochs": 1, "batch_size": 64, "lr": 0.05},
+                        "search": {"sampler": "random", "n_trials": 3, "max_concurrent": 2, "seed": 0},
+                        "ray": {"num_cpus": 2, "temp_dir": ray_tmp}})
+    monkeypatch.setenv("NAS_STORAGE_URL", postgres["url"])
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    said: list[str] = []
+    if ray.is_initialized():  # this search must start its own Ray (in ray_tmp)
+        ray.shutdown()
+    try:
+        search_from_config(cfg, run_dir=tmp_path / "results" / "pg", out=said.append)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    monkeypatch.delenv("NAS_STORAGE_URL")
+    printed = capfd.readouterr()
+    output = "\n".join(said) + printed.out + printed.err
+    run = tmp_path / "results" / "pg"
+
+    # the trials are in Postgres (read with plain SQL), not in a SQLite file
+    con = psycopg2.connect(host="127.0.0.1", port=postgres["port"], user="nas", password=PASSWORD, dbname="nas")
+    with con, con.cursor() as cur:
+        cur.execute("SELECT t.state, count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                    "WHERE s.study_name = 'pg' GROUP BY t.state")
+        assert dict(cur.fetchall()) == {"COMPLETE": 3}
+    con.close()
+    assert not (run / "study.db").exists()
+    study = optuna.load_study(study_name="pg", storage=postgres["url"])
+    assert all(t.user_attrs["arch_id"] and 0.0 <= t.values[0] <= 1.0 for t in study.get_trials())
+
+    # the password is written nowhere: run.json points at the variable instead
+    assert json.loads((run / "run.json").read_text())["storage"] == "env:NAS_STORAGE_URL"
+    leaked = [str(p) for p in run.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+    assert leaked == [] and PASSWORD not in output
+
+    # export re-reads the study from Postgres through the variable, and says so when it is missing
+    monkeypatch.setenv("NAS_STORAGE_URL", postgres["url"])
+    assert export_run(run, out=lambda s: None)["states"] == {"COMPLETE": 3}
+    monkeypatch.delenv("NAS_STORAGE_URL")
+    with pytest.raises(ConfigError, match="^NAS_STORAGE_URL: the run used it"):
+        export_run(run, out=lambda s: None)
+
+
+def test_pickled_storage_has_no_password_and_comes_back_with_the_variable(postgres, monkeypatch):
+    """Ray pickles the searcher, storage included, into the run folder (tuner.pkl, searcher-state-*.pkl)."""
+    import pickle
+
+    storage = make_storage(postgres["url"])
+    blob = pickle.dumps(storage)
+    assert PASSWORD.encode() not in blob and b"nas:***@127.0.0.1" in blob
+    monkeypatch.setenv("NAS_STORAGE_URL", postgres["url"])
+    again = pickle.loads(blob)
+    assert again.url == postgres["url"] and again.get_all_studies() is not None
