@@ -1,0 +1,449 @@
+"""Per-unit latency lookup table and the sum-of-units latency predictor.
+
+A network's latency is modelled as the sum of its parts' latencies, each measured once in isolation
+on the target device: ProxylessNAS (Cai et al. 2019, §3.3, Eq. 5: E[LAT] = Σ_i E[LAT_i]) and FBNet
+(Wu et al. 2019, §3.2, Eq. 4: LAT(a) = Σ_l LAT(b_l^(a))). Here a *unit* is what the builder
+instantiates: the stem, each block of a stage (a whole stage for ``kind="stage"`` builders) and the
+head (final norm → pool → [1×1 conv] → classifier). A unit's key is a canonical signature — kind,
+block and its options, in→out channels, stride, input resolution, unit order, norm/act/attention
+and their options — so equal units share one table entry and any difference gives another key.
+
+The papers' pure sum ignores what the parts do not contain: Python dispatch of the enclosing
+``nn.Sequential``s and ``NasNet.forward``, and cache contention between units (each unit is timed
+with its own weights hot in cache). At batch 1 on a CPU that makes the sum underestimate, so the
+prediction is ``scale · Σ units + overhead_ms``, with ``scale`` and ``overhead_ms`` fitted by a robust
+line fit (Theil–Sen) on a few architectures measured end to end when the table is built (:func:`fit_overhead`;
+``scale = 1, overhead = 0`` is the papers' estimator). Calibration architectures are drawn with
+their own seed, never the validation ones.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import yaml
+
+from space import Arch, Head, Stage, Stem, build_model, build_stage
+from space.registry import BLOCKS
+
+from .base import check_positive_int, register_evaluator, resolve_device
+from .latency import measure_latency
+
+FORMAT = "nas-latency-table/1"
+UnitKind = Literal["stem", "block", "stage", "head"]
+MeasureContext = Callable[[], ContextManager[Any]]
+"""Zero-argument callable giving a context manager held around each measurement (e.g. a gate that
+keeps other work off the device); ``contextlib.nullcontext`` when nothing needs excluding."""
+
+
+# --------------------------------------------------------------------------- units and keys
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One separately timed part of a network (input resolution excluded: it is chained at lookup).
+
+    ``stage`` is the stage the unit belongs to (``stem``: the first stage, whose norm/act the stem
+    uses; ``head``: the last stage; ``block``: the stage with ``depth=1`` and this block's stride);
+    ``in_chs`` the unit's input channels (``stem``: unused, the image channels come from the table).
+    """
+
+    kind: UnitKind
+    stage: Stage
+    in_chs: int
+    stem: Stem | None = None
+    head: Head | None = None
+
+
+def _choice(name: str, args: tuple) -> str:
+    return name + (json.dumps(dict(args), sort_keys=True, separators=(",", ":"), default=list) if args else "")
+
+
+def _layers_desc(s: Stage) -> str:
+    return f"order={s.order} norm={_choice(s.norm, s.norm_args)} act={s.act} attn={_choice(s.attention, s.attn_args)}"
+
+
+def unit_key(unit: Unit, *, res: int, in_chans: int, num_classes: int) -> str:
+    """Canonical signature of ``unit`` fed a ``res``×``res`` input: a stable, human-readable string.
+
+    Only what changes the computed graph enters the key (a stem without norm/act does not name the
+    stage's norm; dropout of the head, identity in eval mode, is left out).
+    """
+    s = unit.stage
+    if unit.kind == "stem":
+        st = unit.stem
+        key = f"stem c={in_chans}>{st.width} k={st.kernel} s={st.stride} res={res}"
+        if st.norm_act:
+            key += f" norm={_choice(s.norm, s.norm_args)} act={s.act}"
+        return key + (" pool" if st.pool else "")
+    if unit.kind == "block":
+        return f"block={_choice(s.block, s.block_args)} c={unit.in_chs}>{s.width} s={s.stride} res={res} " \
+               f"{_layers_desc(s)}"
+    if unit.kind == "stage":
+        return f"stage={_choice(s.block, s.block_args)} depth={s.depth} c={unit.in_chs}>{s.width} s={s.stride} " \
+               f"res={res} {_layers_desc(s)}"
+    if unit.kind == "head":
+        final = {"pre": f"{_choice(s.norm, s.norm_args)}+{s.act}", "white_conv": _choice(s.norm, s.norm_args)}
+        hidden = f"{unit.head.hidden}+{s.act}" if unit.head.hidden else "0"
+        return f"head c={unit.in_chs} res={res} final={final.get(s.order, 'none')} hidden={hidden} " \
+               f"classes={num_classes}"
+    raise ValueError(f"unit.kind: must be stem, block, stage or head, got {unit.kind!r}")
+
+
+def stage_units(stage: Stage, in_chs: int) -> list[Unit]:
+    """The units of one stage in forward order: each block (depth-1 repeats share a key) or the stage."""
+    if BLOCKS.entry(stage.block).meta.get("kind") == "stage":
+        return [Unit("stage", stage, in_chs)]
+    first = Unit("block", replace(stage, depth=1), in_chs)
+    rest = Unit("block", replace(stage, depth=1, stride=1), stage.width)
+    return [first] + [rest] * (stage.depth - 1)
+
+
+def arch_units(arch: Arch) -> list[Unit]:
+    """Every unit of ``arch`` in forward order: stem, blocks (or stages), head."""
+    units = [Unit("stem", arch.stages[0], arch.stem.width, stem=arch.stem)]
+    chs = arch.stem.width
+    for stage in arch.stages:
+        units += stage_units(stage, chs)
+        chs = stage.width
+    return units + [Unit("head", arch.stages[-1], chs, head=arch.head)]
+
+
+class _HeadUnit(nn.Module):
+    """``NasNet.forward_head(final_norm(x))`` of a built model: exactly the network's head path."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        model.stem, model.stages = nn.Identity(), nn.Identity()  # keep only what the head runs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.final_norm(x))
+
+
+def build_unit(unit: Unit, *, in_chans: int, num_classes: int) -> nn.Module:
+    """The module ``build_model`` makes for ``unit`` (blocks through ``build_stage``; stem and head
+    taken from a model built around the unit's stage, so they follow the builder exactly)."""
+    with torch.random.fork_rng(devices=[]):
+        if unit.kind == "block":
+            return build_stage(unit.stage, unit.in_chs)[0]
+        if unit.kind == "stage":
+            return build_stage(unit.stage, unit.in_chs)
+        stem = unit.stem if unit.kind == "stem" else Stem(width=unit.stage.width)
+        arch = Arch(stem=stem, stages=(unit.stage,), head=unit.head or Head(), input_size=1 << 12)
+        model = build_model(arch, num_classes=num_classes, in_chans=in_chans)
+        return model.stem if unit.kind == "stem" else _HeadUnit(model)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass
+class LatencyTable:
+    """Per-unit latencies (ms) on one device at one batch size, plus the calibration terms.
+
+    ``entries[key] = {"ms": float, "out": int}``: ``out`` is the unit's output resolution (0 for the
+    head), which is the next unit's input resolution when a network is chained through the table.
+    Each ``ms`` is the smallest of ``rounds`` medians of ``repeats`` timed passes (after ``warmup``;
+    passes the OS preempted are discarded, see :func:`timed`): on a shared machine a round that
+    coincides with a burst of foreign work is dropped, as ``timeit`` takes the best of its repeats.
+    """
+
+    device: str
+    batch: int
+    in_chans: int
+    num_classes: int
+    threads: int | None = 1
+    warmup: int = 10
+    repeats: int = 50
+    rounds: int = 3
+    entries: dict[str, dict[str, float]] = field(default_factory=dict)
+    scale: float = 1.0
+    overhead_ms: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "device": self.device, "batch": self.batch, "in_chans": self.in_chans,
+                "num_classes": self.num_classes, "threads": self.threads, "warmup": self.warmup,
+                "repeats": self.repeats, "rounds": self.rounds, "scale": float(self.scale),
+                "overhead_ms": float(self.overhead_ms), "meta": dict(self.meta),
+                "entries": {k: {"ms": round(float(v["ms"]), 6), "out": int(v["out"])}
+                            for k, v in sorted(self.entries.items())}}
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, width=200))
+        return p
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "latency.table") -> "LatencyTable":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{where}: not a latency table (expected 'format: {FORMAT}', as written by "
+                             f"`nas latency-table`)")
+        try:
+            entries = {str(k): {"ms": float(v["ms"]), "out": int(v["out"])} for k, v in (data["entries"] or {}).items()}
+            table = cls(device=str(data["device"]), batch=int(data["batch"]), in_chans=int(data["in_chans"]),
+                        num_classes=int(data["num_classes"]), threads=data.get("threads"),
+                        warmup=int(data.get("warmup", 10)), repeats=int(data.get("repeats", 50)),
+                        rounds=int(data.get("rounds", 1)), entries=entries, scale=float(data.get("scale", 1.0)),
+                        overhead_ms=float(data.get("overhead_ms", 0.0)), meta=dict(data.get("meta") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: malformed latency table ({type(exc).__name__}: {exc})") from None
+        if any(not math.isfinite(v["ms"]) or v["ms"] < 0 for v in entries.values()):
+            raise ValueError(f"{where}: every entry's ms must be a finite number >= 0")
+        return table
+
+    @classmethod
+    def load(cls, path: str | Path, *, where: str = "latency.table") -> "LatencyTable":
+        p = Path(path)
+        if not p.is_file():
+            raise ValueError(f"{where}: file {str(p)!r} does not exist (build one with `nas latency-table`)")
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{where}: {str(p)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        return cls.from_dict(data, where=where)
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a table was measured: host, CPU, core count, torch version and the time."""
+    return {"host": platform.node(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch": str(torch.__version__), "created": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def measure_unit(unit: Unit, *, res: int, table: LatencyTable,
+                 context: MeasureContext = contextlib.nullcontext) -> dict[str, float]:
+    """Time ``unit`` alone on the table's device/batch/threads; ``{"ms": median, "out": out_res}``."""
+    module = build_unit(unit, in_chans=table.in_chans, num_classes=table.num_classes).eval()
+    chans = table.in_chans if unit.kind == "stem" else unit.in_chs
+    shape = (table.batch, chans, res, res)
+    with torch.inference_mode():
+        out = module(torch.zeros(shape))
+    return {"ms": timed(module, shape, table=table, context=context), "out": int(out.shape[-1]) if out.ndim == 4 else 0}
+
+
+def timed(module: nn.Module, shape: tuple[int, ...], *, table: LatencyTable,
+          context: MeasureContext = contextlib.nullcontext) -> float:
+    """The table's estimator (ms): min over ``rounds`` of the median of ``repeats`` unpreempted passes.
+
+    On the CPU a timed pass during which the kernel preempted this process (``getrusage``'s count of
+    involuntary context switches rose) is discarded and replaced, up to ``10 × repeats`` passes; if
+    every pass was preempted the plain median of all is used. Without this, on a shared machine a
+    pass longer than the scheduler's slice absorbs other processes' slices: here, at load average 10
+    on 2 cores, a 2.3 ms network measured 7 ms (1.3 preemptions per pass) while its 0.2–0.6 ms blocks
+    stayed clean, so the table's sum and the end-to-end number disagreed for reasons unrelated to the
+    network. CUDA is timed by :func:`~evaluators.latency.measure_latency` (events). ``context`` is
+    held once around all rounds: taking a gate costs a wait for every gated trainer's batch boundary.
+    """
+    dev = resolve_device(table.device, field="latency.table.device")
+    medians = []
+    with context():
+        for _ in range(table.rounds):
+            if dev.type == "cuda":
+                medians.append(measure_latency(module, input_shape=shape, device=table.device, warmup=table.warmup,
+                                               repeats=table.repeats, threads=table.threads)["median_ms"])
+            else:
+                medians.append(float(np.median(_unpreempted_cpu_ms(module, shape, table))))
+    return min(medians)
+
+
+def _unpreempted_cpu_ms(module: nn.Module, shape: tuple[int, ...], table: LatencyTable) -> list[float]:
+    was_training, prev_threads = module.training, torch.get_num_threads()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    clean: list[float] = []
+    every: list[float] = []
+    try:
+        if table.threads is not None:
+            torch.set_num_threads(table.threads)
+        module.eval()
+        with torch.inference_mode():
+            for _ in range(table.warmup):
+                module(x)
+            while len(clean) < table.repeats and len(every) < 10 * table.repeats:
+                switches = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+                start = time.perf_counter()
+                module(x)
+                ms = (time.perf_counter() - start) * 1e3
+                every.append(ms)
+                if resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw == switches:
+                    clean.append(ms)
+    finally:
+        torch.set_num_threads(prev_threads)
+        module.train(was_training)
+    return clean or every
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+class LatencyPredictor:
+    """``predict(arch) -> ms``: ``scale · Σ table[unit key] + overhead_ms`` over the arch's units.
+
+    A key missing from the table is measured on the fly (and added to the in-memory table) when
+    ``measure_missing`` and the table's device exists here; otherwise a ``KeyError`` names the key.
+    ``context`` is held around each such measurement. ``measured`` lists the keys measured so.
+    """
+
+    def __init__(self, table: LatencyTable, *, measure_missing: bool = True,
+                 context: MeasureContext = contextlib.nullcontext) -> None:
+        self.table = table
+        self.context = context
+        self.measured: list[str] = []
+        self.measure_missing = measure_missing
+        if measure_missing:
+            try:
+                resolve_device(table.device, field="latency.table.device")
+            except ValueError:
+                self.measure_missing = False
+
+    def check_problem(self, *, in_chans: int, num_classes: int) -> None:
+        """``ValueError`` unless the table was built for images of ``in_chans`` channels and ``num_classes``."""
+        t = self.table
+        if (t.in_chans, t.num_classes) != (in_chans, num_classes):
+            raise ValueError(f"latency.table: built for {t.in_chans}-channel images and {t.num_classes} classes, "
+                             f"but the data set has {in_chans} channels and {num_classes} classes; rebuild it with "
+                             f"`nas latency-table` for this config")
+
+    def breakdown(self, arch: Arch) -> list[tuple[str, float]]:
+        """``(key, ms)`` per unit in forward order (repeated blocks appear once per repeat)."""
+        rows, res = [], arch.input_size
+        for unit in arch_units(arch):
+            key = unit_key(unit, res=res, in_chans=self.table.in_chans, num_classes=self.table.num_classes)
+            entry = self.table.entries.get(key)
+            if entry is None:
+                entry = self._missing(key, unit, res)
+            rows.append((key, entry["ms"]))
+            res = entry["out"]
+        return rows
+
+    def _missing(self, key: str, unit: Unit, res: int) -> dict[str, float]:
+        if not self.measure_missing:
+            raise KeyError(f"latency.table: no entry for {key!r} and the table's device "
+                           f"{self.table.device!r} is not available here to measure it; rebuild the table "
+                           f"with `nas latency-table` for this search space")
+        entry = measure_unit(unit, res=res, table=self.table, context=self.context)
+        self.table.entries[key] = entry
+        self.measured.append(key)
+        return entry
+
+    def units_ms(self, arch: Arch) -> float:
+        """Σ of the arch's unit latencies (ms), without the calibration terms."""
+        return float(sum(ms for _, ms in self.breakdown(arch)))
+
+    def predict(self, arch: Arch) -> float:
+        """Predicted end-to-end latency (ms) of ``arch`` at the table's batch size."""
+        return self.table.scale * self.units_ms(arch) + self.table.overhead_ms
+
+
+def fit_overhead(units_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
+    """``(scale, overhead_ms)`` of the line ``measured ≈ scale · Σunits + overhead`` over calibration archs.
+
+    Theil–Sen estimator (Sen 1968): the slope is the median of the pairwise slopes and the intercept
+    the median of ``measured − slope · Σunits`` — robust to the odd measurement a busy machine spoils,
+    where least squares is not. With fewer than 3 points, equal sums or a non-positive slope it falls
+    back to ``scale = 1`` and the median residual (a pure per-call overhead), which needs one point.
+    """
+    u, m = np.asarray(units_ms, dtype=float), np.asarray(measured_ms, dtype=float)
+    if u.shape != m.shape or u.ndim != 1 or u.size == 0:
+        raise ValueError(f"fit_overhead: need equally many (>= 1) sums and measurements, got {u.size} and {m.size}")
+    i, j = np.triu_indices(u.size, k=1)
+    keep = u[j] != u[i]
+    if u.size >= 3 and keep.any():
+        scale = float(np.median((m[j] - m[i])[keep] / (u[j] - u[i])[keep]))
+        if scale > 0:
+            return scale, float(np.median(m - scale * u))
+    return 1.0, float(np.median(m - u))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation: Pearson's r of the (tie-averaged) ranks; NaN for constant input."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"spearman: need two equally long sequences of >= 2 values, got {a.size} and {b.size}")
+    ra, rb = _ranks(a), _ranks(b)
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="mergesort")
+    ranks = np.empty(v.size, dtype=float)
+    ranks[order] = np.arange(1, v.size + 1)
+    for value in np.unique(v):  # ties share their mean rank
+        tied = v == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def add_unit(table: LatencyTable, unit: Unit, *, res: int,
+             context: MeasureContext = contextlib.nullcontext) -> tuple[str, dict[str, float], bool]:
+    """Measure ``unit`` at ``res`` into ``table`` unless its key is there; ``(key, entry, measured_now)``."""
+    key = unit_key(unit, res=res, in_chans=table.in_chans, num_classes=table.num_classes)
+    if key in table.entries:
+        return key, table.entries[key], False
+    table.entries[key] = measure_unit(unit, res=res, table=table, context=context)
+    return key, table.entries[key], True
+
+
+def build_table(units: Iterable[tuple[Unit, int]], *, device: str, batch: int, in_chans: int, num_classes: int,
+                threads: int | None = 1, warmup: int = 10, repeats: int = 50, rounds: int = 3,
+                context: MeasureContext = contextlib.nullcontext,
+                progress: Callable[[int, str, float], None] | None = None) -> LatencyTable:
+    """Measure each distinct ``(unit, input resolution)`` once into a new :class:`LatencyTable`."""
+    resolve_device(device, field="latency.device")
+    table = LatencyTable(device=device, batch=check_positive_int(batch, "batch"),
+                         in_chans=check_positive_int(in_chans, "in_chans"),
+                         num_classes=check_positive_int(num_classes, "num_classes"), threads=threads,
+                         warmup=check_positive_int(warmup, "warmup", minimum=0),
+                         repeats=check_positive_int(repeats, "repeats"), rounds=check_positive_int(rounds, "rounds"),
+                         meta=machine_info())
+    for unit, res in units:
+        key, entry, new = add_unit(table, unit, res=res, context=context)
+        if new and progress is not None:
+            progress(len(table.entries), key, entry["ms"])
+    return table
+
+
+# --------------------------------------------------------------------------- the cheap evaluator
+
+
+class PredictedLatencyEvaluator:
+    """Cheap evaluator: latency predicted from a per-unit table (no model is run when keys are known).
+
+    ``evaluate`` returns ``latency_ms`` and ``latency_ms_b{B}`` (B = the table's batch), like the
+    measured :class:`~evaluators.latency.LatencyEvaluator`, so either can feed the same objective.
+    """
+
+    name = "latency_predicted"
+    cheap = True
+
+    def __init__(self, *, table: LatencyTable | str | Path, num_classes: int, in_chans: int,
+                 measure_missing: bool = True, context: MeasureContext = contextlib.nullcontext) -> None:
+        table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
+        self.predictor = LatencyPredictor(table, measure_missing=measure_missing, context=context)
+        self.predictor.check_problem(in_chans=check_positive_int(in_chans, "in_chans"),
+                                     num_classes=check_positive_int(num_classes, "num_classes"))
+
+    def evaluate(self, arch: Arch, budget: int | None = None, *, report: Any = None) -> dict[str, float]:
+        """``budget`` and ``report`` are ignored (a lookup has no fidelity)."""
+        ms = self.predictor.predict(arch)
+        return {"latency_ms": ms, f"latency_ms_b{self.predictor.table.batch}": ms}
+
+
+register_evaluator("latency_predicted", PredictedLatencyEvaluator, example=lambda: {
+    "table": LatencyTable(device="cpu", batch=1, in_chans=1, num_classes=10, warmup=1, repeats=3, rounds=1),
+    "num_classes": 10, "in_chans": 1})

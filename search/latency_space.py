@@ -1,0 +1,249 @@
+"""``nas latency-table``: a per-unit latency table for every unit a config's search space can build,
+its calibration, and its validation against end-to-end measurements of random architectures.
+
+The units are enumerated stage by stage from the space's candidate lists (block × supported order ×
+norm × attention × act × width multiplier), with each stage's possible input channels (the previous
+stage's widths: the same multiplier when ``width_mult`` is shared, any when it is chosen per stage)
+and input resolutions (chained through the measured output resolutions). Combinations the spec
+rejects are skipped. The result covers every architecture ``SearchSpace.sample`` can return (a
+superset when other choices are shared across stages, which costs a few extra measurements only).
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator
+
+import optuna
+
+from space import Arch, Head, SpecError, Stage, Stem, build_model
+
+from .config import Config
+from .space_def import InvalidSample, SearchSpace, round_width
+
+Out = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the table is for: image channels, classes, input resolution."""
+
+    in_chans: int
+    num_classes: int
+    input_size: int
+
+
+def problem_of(cfg: Config, *, input_size: int | None = None) -> Problem:
+    """The config's data set dimensions (the data set is loaded once to read them)."""
+    from .evaluation import load_data
+
+    data = load_data(cfg)
+    return Problem(data.in_chans, data.num_classes, input_size or data.input_size)
+
+
+def _stage_choices(space: SearchSpace, i: int) -> Iterator[tuple[float, Stage]]:
+    """``(width_mult, Stage)`` for every candidate combination of stage ``i`` (depth = max depth)."""
+    c = space.cfg
+    for block in c.block:
+        for order in space._orders(block):
+            for norm in c.norm:
+                for attention in c.attention:
+                    for act in c.act:
+                        for mult in c.width_mult:
+                            try:
+                                yield mult, Stage(
+                                    block=block, depth=max(c.depth), width=round_width(c.base_widths[i] * mult),
+                                    stride=c.strides[i], norm=norm, attention=attention, act=act, order=order,
+                                    block_args=c.block_args.get(block, {}), norm_args=c.norm_args.get(norm, {}),
+                                    attn_args=c.attn_args.get(attention, {}))
+                            except SpecError:
+                                continue
+
+
+def _valid(stage: Stage, in_chs: int, stem: Stem | None = None) -> bool:
+    try:
+        Arch(stem=stem or Stem(width=in_chs), stages=(stage,), head=Head(), input_size=1 << 12)
+        return True
+    except SpecError:
+        return False
+
+
+def _in_widths(space: SearchSpace, i: int, mult: float) -> list[int]:
+    c = space.cfg
+    if i == 0:
+        return list(c.stem_width)
+    mults = c.width_mult if "width_mult" in c.per_stage else [mult]
+    return sorted({round_width(c.base_widths[i - 1] * m) for m in mults})
+
+
+def build_space_table(space: SearchSpace, problem: Problem, *, device: str, batch: int, threads: int | None,
+                      warmup: int, repeats: int, rounds: int = 3, context: Callable = contextlib.nullcontext,
+                      out: Out = print) -> Any:
+    """Measure every unit the space can build at ``problem.input_size`` into a new ``LatencyTable``."""
+    from evaluators.base import resolve_device
+    from evaluators.latency_table import LatencyTable, Unit, add_unit, machine_info, stage_units
+
+    resolve_device(device, field="--device")
+    table = LatencyTable(device=device, batch=batch, in_chans=problem.in_chans, num_classes=problem.num_classes,
+                         threads=threads, warmup=warmup, repeats=repeats, rounds=rounds, meta=machine_info())
+    c = space.cfg
+    counts = {"measured": 0, "skipped": 0}
+
+    def add(unit: Unit, res: int) -> int:
+        try:
+            key, entry, new = add_unit(table, unit, res=res, context=context)
+        except Exception as exc:  # a unit that cannot run cannot be sampled either (its trial would fail)
+            counts["skipped"] += 1
+            out(f"  skip {unit.kind} {unit.stage.block}: {type(exc).__name__}: {str(exc)[:120]}")
+            return -1
+        if new:
+            counts["measured"] += 1
+            if counts["measured"] % 25 == 0:
+                out(f"  {counts['measured']} units measured ...")
+        return entry["out"]
+
+    res_in: set[int] = set()
+    for mult, stage in _stage_choices(space, 0):
+        for w in c.stem_width:
+            stem = Stem(width=w, norm_act=stage.order == "post")
+            if _valid(stage, w, stem):
+                res_in.add(add(Unit("stem", stage, w, stem=stem), problem.input_size))
+    last: list[Stage] = []
+    for i in range(space.num_stages):
+        res_out: set[int] = set()
+        for mult, stage in _stage_choices(space, i):
+            usable = False
+            for in_chs in _in_widths(space, i, mult):
+                if not _valid(stage, in_chs):
+                    continue
+                usable = True
+                for depth in sorted(set(c.depth)):
+                    for res in sorted(r for r in res_in if r > 0):
+                        r = res
+                        for unit in stage_units(replace(stage, depth=depth), in_chs):
+                            r = add(unit, r) if r > 0 else r
+                        res_out.add(r)
+            if usable and i == space.num_stages - 1:
+                last.append(stage)
+        res_in = res_out
+    for stage in last:
+        for res in sorted(r for r in res_in if r > 0):
+            add(Unit("head", stage, stage.width, head=Head(dropout=c.head_dropout)), res)
+    out(f"measured {counts['measured']} distinct units" + (f", skipped {counts['skipped']}" if counts["skipped"]
+                                                           else ""))
+    return table
+
+
+def sample_archs(space: SearchSpace, n: int, *, seed: int) -> list[Arch]:
+    """Up to ``n`` distinct architectures drawn uniformly (Optuna's RandomSampler, seeded; bounded tries)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    archs: dict[str, Arch] = {}
+    for _ in range(50 * n):
+        if len(archs) >= n:
+            break
+        trial = study.ask()
+        try:
+            arch = space.sample(trial)
+        except InvalidSample:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        study.tell(trial, 0.0)
+        archs.setdefault(arch.arch_id, arch)
+    return list(archs.values())
+
+
+def measure_arch(arch: Arch, table: Any, *, context: Callable = contextlib.nullcontext) -> float:
+    """End-to-end latency (ms) of ``arch`` with the table's estimator, device, batch, threads and repeats."""
+    import torch
+
+    from evaluators.latency_table import timed
+
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(arch, num_classes=table.num_classes, in_chans=table.in_chans)
+    return timed(model, (table.batch, table.in_chans, arch.input_size, arch.input_size), table=table,
+                 context=context)
+
+
+def calibrate(table: Any, archs: list[Arch], *, context: Callable = contextlib.nullcontext,
+              out: Out = print) -> None:
+    """Fit the table's ``scale``/``overhead_ms`` (Theil–Sen) on ``archs`` measured end to end."""
+    from evaluators.latency_table import LatencyPredictor, fit_overhead
+
+    predictor = LatencyPredictor(table, context=context)
+    sums = [predictor.units_ms(a) for a in archs]
+    measured = [measure_arch(a, table, context=context) for a in archs]
+    table.scale, table.overhead_ms = fit_overhead(sums, measured)
+    table.meta["calibration"] = {"archs": len(archs), "scale": round(table.scale, 6),
+                                 "overhead_ms": round(table.overhead_ms, 6),
+                                 "median_measured_over_sum": round(statistics.median(
+                                     m / s for m, s in zip(measured, sums)), 4)}
+    ratio = table.meta["calibration"]["median_measured_over_sum"]
+    out(f"calibrated on {len(archs)} architectures: predicted = {table.scale:.4f} × Σ units + "
+        f"{table.overhead_ms:.4f} ms (median measured/Σ units {ratio})")
+
+
+def validate(table: Any, archs: list[Arch], *, context: Callable = contextlib.nullcontext,
+             out: Out = print) -> dict[str, float]:
+    """Predict and measure ``archs``; print one row each and the summary; return the summary."""
+    from evaluators.latency_table import LatencyPredictor, spearman
+
+    predictor = LatencyPredictor(table, context=context)
+    out(f"{'arch_id':<14}{'units':>6}{'Σ units':>10}{'predicted':>11}{'measured':>10}{'error':>9}")
+    pred, meas = [], []
+    for arch in archs:
+        rows = predictor.breakdown(arch)
+        p = predictor.predict(arch)
+        m = measure_arch(arch, table, context=context)
+        pred.append(p)
+        meas.append(m)
+        out(f"{arch.arch_id:<14}{len(rows):>6}{sum(ms for _, ms in rows):>10.4f}{p:>11.4f}{m:>10.4f}"
+            f"{100 * (p - m) / m:>8.1f}%")
+    errors = [abs(p - m) / m for p, m in zip(pred, meas)]
+    within = sum(e <= 0.10 for e in errors)
+    rho = spearman(pred, meas) if len(archs) >= 2 else float("nan")
+    summary = {"n": float(len(archs)), "within_10pct": within / len(archs), "spearman": rho,
+               "mean_abs_error_pct": 100 * statistics.fmean(errors), "max_abs_error_pct": 100 * max(errors)}
+    out(f"within ±10%: {within}/{len(archs)} ({100 * summary['within_10pct']:.0f}%)   Spearman ρ = {rho:.3f}   "
+        f"mean |error| {summary['mean_abs_error_pct']:.1f}%   max |error| {summary['max_abs_error_pct']:.1f}%")
+    if predictor.measured:
+        out(f"({len(predictor.measured)} unit(s) were missing from the table and measured on the fly)")
+    return summary
+
+
+def latency_table_command(cfg: Config, *, out_path: str | None, table_path: str | None, validate_only: bool,
+                          device: str | None, batch: int, input_size: int | None, threads: int | None,
+                          warmup: int, repeats: int, rounds: int, n: int, calibrate_n: int, seed: int,
+                          out: Out = print) -> int:
+    """What ``nas latency-table`` does (see ``nas latency-table --help``)."""
+    from evaluators.base import resolve_device
+    from evaluators.latency_table import LatencyPredictor, LatencyTable
+
+    from .latency_lock import MeasureGate
+
+    lat = cfg.latency
+    table = LatencyTable.load(table_path, where="--table") if validate_only else None
+    dev = table.device if table is not None else (device or lat.device)
+    resolve_device(dev, field="--device" if table is None else "--table (its device)")
+    gate = MeasureGate.for_device(dev, lat.lock_dir) if lat.isolate else None
+    context = gate.measuring if gate is not None else contextlib.nullcontext
+    problem = problem_of(cfg, input_size=input_size)
+    space = SearchSpace(cfg.space, input_size=problem.input_size)
+    if table is not None:
+        LatencyPredictor(table).check_problem(in_chans=problem.in_chans, num_classes=problem.num_classes)
+        archs = sample_archs(space, n, seed=seed)
+        out(f"validating {table_path} ({table.device}, batch {table.batch}, {len(table.entries)} units, "
+            f"scale {table.scale:.4f}, overhead {table.overhead_ms:.4f} ms) on {len(archs)} random architectures "
+            f"of {problem.in_chans}×{problem.input_size}×{problem.input_size} inputs (seed {seed})")
+        validate(table, archs, context=context, out=out)
+        return 0
+    out(f"latency table for {space.describe()} on {dev}, batch {batch}, {problem.in_chans}×{problem.input_size}²"
+        f" inputs, {threads} thread(s), warm-up {warmup}, best of {rounds} × median of {repeats} repeats"
+        + ("; measurements gated (no gated training runs meanwhile)" if gate is not None else ""))
+    table = build_space_table(space, problem, device=dev, batch=batch, threads=threads, warmup=warmup,
+                              repeats=repeats, rounds=rounds, context=context, out=out)
+    if calibrate_n:
+        calibrate(table, sample_archs(space, calibrate_n, seed=seed + 1_000_003), context=context, out=out)
+    path = table.save(out_path or "latency_table.yaml")
+    out(f"wrote {len(table.entries)} entries → {path}")
+    return 0
