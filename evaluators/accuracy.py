@@ -16,6 +16,7 @@ from space import Arch, build_model
 
 from .base import Report, check_positive_int, register_evaluator, resolve_device
 from .data import DataBundle, make_loaders
+from .methods import MethodRunner, MethodsConfig
 from .train import evaluate_accuracy, make_cosine_scheduler, make_sgd, train_one_epoch
 
 
@@ -27,6 +28,12 @@ class AccuracyEvaluator:
     exception propagates). Accuracies are fractions in [0, 1]. A diverged run raises
     :class:`~evaluators.train.NonFiniteLossError`. The cosine schedule spans the whole budget, so a
     trial stopped early was trained with a schedule planned for its full budget.
+
+    ``methods`` (:class:`~evaluators.methods.MethodsConfig`): GradInit before the first epoch (its
+    ``gradinit_*`` statistics join epoch 1's report), ELR logging (``elr``, ``si_norm`` every epoch) or
+    fixed-ELR training. ``lr`` is used as given: apply the batch-size rule
+    (:meth:`~evaluators.methods.MethodRunner.scaled_lr`) before passing it. The last epoch's method
+    metrics also join the returned dict.
     """
 
     name = "accuracy"
@@ -35,7 +42,7 @@ class AccuracyEvaluator:
     def __init__(self, *, data: DataBundle, epochs: int = 3, batch_size: int = 128, lr: float = 0.1,
                  momentum: float = 0.9, weight_decay: float = 5e-4, val_fraction: float = 0.2, seed: int = 0,
                  device: str = "cpu", threads: int | None = None, warmup_epochs: int = 0,
-                 grad_clip: float | None = None) -> None:
+                 grad_clip: float | None = None, methods: MethodsConfig | None = None) -> None:
         if not isinstance(data, DataBundle):
             raise ValueError(f"data: expected a DataBundle from load_dataset(), got {type(data).__name__}")
         self.data = data
@@ -50,6 +57,7 @@ class AccuracyEvaluator:
         self.threads = threads if threads is None else check_positive_int(threads, "accuracy.threads")
         self.warmup_epochs = check_positive_int(warmup_epochs, "accuracy.warmup_epochs", minimum=0)
         self.grad_clip = grad_clip
+        self.methods = (methods if methods is not None else MethodsConfig()).check()
 
     def _check_arch(self, arch: Arch) -> None:
         if arch.input_size != self.data.input_size:
@@ -76,23 +84,30 @@ class AccuracyEvaluator:
         model = build_model(arch, num_classes=self.data.num_classes, in_chans=self.data.in_chans).to(dev)
         train_loader, val_loader = make_loaders(self.data, batch_size=self.batch_size, val_fraction=self.val_fraction,
                                                 seed=self.seed, augment=True)
-        optimizer = make_sgd(model, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        runner = MethodRunner(self.methods, elr_per_layer=False)
+        size = arch.input_size
+        extra = runner.start(model, train_loader, lr=self.lr, device=dev,
+                             example_input=torch.zeros(2, self.data.in_chans, size, size, device=dev))
+        optimizer = make_sgd(model, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                             param_groups_fn=runner.param_groups_fn())
         steps = epochs * len(train_loader)
         warmup = min(self.warmup_epochs * len(train_loader), steps - 1)
         scheduler = make_cosine_scheduler(optimizer, total_steps=steps, warmup_steps=warmup)
         seconds, result = 0.0, {}
         for epoch in range(1, epochs + 1):
             tr = train_one_epoch(model, train_loader, optimizer, device=dev, scheduler=scheduler,
-                                 grad_clip=self.grad_clip)
+                                 grad_clip=self.grad_clip, on_step_end=lambda: runner.on_step_end(model, optimizer))
             va = evaluate_accuracy(model, val_loader, device=dev)
             seconds += tr["seconds"]
             group = optimizer.param_groups[0]
             result = {"epoch": epoch, "val_acc": va["acc"], "val_loss": va["loss"], "train_loss": tr["loss"],
                       "train_acc": tr["acc"], "lr": group["lr"] / group["lr_scale"]}
+            method_row = {**(extra if epoch == 1 else {}), **runner.on_epoch_end(epoch, model, optimizer)}
+            result.update(method_row)
             if report is not None:
                 report(dict(result))
         return {"val_acc": result["val_acc"], "val_loss": result["val_loss"], "train_loss": result["train_loss"],
-                "epochs": float(epochs), "train_seconds": seconds}
+                "epochs": float(epochs), "train_seconds": seconds, **extra, **method_row}
 
 
 def _example() -> dict[str, Any]:

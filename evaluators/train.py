@@ -29,8 +29,10 @@ class NonFiniteLossError(ValueError):
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, *,
                     device: str | torch.device, scheduler: Any = None, loss_fn: Callable | None = None,
-                    grad_clip: float | None = None) -> dict[str, float]:
+                    grad_clip: float | None = None, on_step_end: Callable[[], None] | None = None) -> dict[str, float]:
     """Train ``model`` for one pass over ``loader``; ``scheduler.step()`` after every iteration.
+
+    ``on_step_end()`` is called right after every ``optimizer.step()`` (e.g. a projection of the weights).
 
     Returns ``loss`` (mean over images), ``acc`` (top-1 fraction on the augmented batches, in train
     mode), ``images`` and ``seconds``. Raises :class:`NonFiniteLossError` at the first NaN/inf loss.
@@ -52,6 +54,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        if on_step_end is not None:
+            on_step_end()
         if scheduler is not None:
             scheduler.step()
         n = x.shape[0]

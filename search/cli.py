@@ -1,4 +1,4 @@
-"""The ``nas`` command: search, export, show, retrain.
+"""The ``nas`` command: search, export, show, retrain, prune, latency-table, report, compare.
 
 A bad config, YAML or option prints one line ``nas: error: FIELD: PROBLEM`` and exits 2, before
 Ray starts or any trial runs.
@@ -238,6 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-ema", dest="ema", action="store_true", default=None)
     g.add_argument("--model-ema-decay", dest="ema_decay", type=_positive_float)
     g.add_argument("--model-ema-warmup", dest="ema_warmup", action="store_true", default=None)
+    g = r.add_argument_group("training methods")
+    g.add_argument("--gradinit", action="store_true", default=None, help="GradInit before training (Zhu et al. 2021)")
+    g.add_argument("--gradinit-iters", type=_positive_int, help="GradInit iterations (default 100)")
+    g.add_argument("--gradinit-lr", type=_positive_float, help="GradInit scale learning rate tau (default 0.01)")
+    g.add_argument("--gradinit-gamma", type=_positive_float, help="GradInit gradient-norm bound gamma (default 1)")
+    g.add_argument("--gradinit-min-scale", type=_positive_float, help="GradInit lower bound of the scales (0.01)")
+    g.add_argument("--lr-rule", choices=["none", "linear", "sqrt", "auto"],
+                   help="move --lr from --lr-base-batch to the global batch (Granziol et al. 2022; default none)")
+    g.add_argument("--lr-base-batch", type=_positive_int, help="batch size --lr was tuned at (default 128)")
+    g.add_argument("--elr", choices=["off", "log", "fixed"],
+                   help="effective lr of scale-invariant weights: log it, or train them on a sphere (fixed)")
+    g.add_argument("--elr-radius", type=_positive_float, help="sphere radius for --elr fixed (default: initial norm)")
     g = r.add_argument_group("speed")
     g.add_argument("--amp", choices=["none", "bf16", "fp16"], help="autocast dtype (default none)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,

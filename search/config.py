@@ -38,7 +38,11 @@ class DataConfig(_Model):
 
 
 class ProxyConfig(_Model):
-    """Short proxy training of every sampled architecture (the accuracy objective)."""
+    """Short proxy training of every sampled architecture (the accuracy objective).
+
+    The training methods (``evaluators.methods.MethodsConfig``): ``gradinit*`` (GradInit, Zhu et al. 2021),
+    ``lr_rule``/``lr_base_batch`` (``lr`` is the one tuned at ``lr_base_batch``; Granziol et al. 2022),
+    ``elr``/``elr_radius`` (log or fix the effective lr of scale-invariant weights; Kodryan et al. 2022)."""
 
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -46,14 +50,32 @@ class ProxyConfig(_Model):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     device: str = "cpu"
+    gradinit: bool = False
+    gradinit_iters: int = Field(100, ge=1)
+    gradinit_lr: float = Field(1e-2, gt=0)
+    gradinit_gamma: float = Field(1.0, gt=0)
+    gradinit_min_scale: float = Field(0.01, ge=0, lt=1)
+    lr_rule: Literal["none", "linear", "sqrt", "auto"] = "none"
+    lr_base_batch: int = Field(128, ge=1)
+    elr: Literal["off", "log", "fixed"] = "off"
+    elr_radius: float | None = Field(None, gt=0)
 
 
 class LatencyConfig(_Model):
+    """Latency on ``device``: ``measure`` each architecture (once; cached in the run folder) or ``predict``
+    it from a per-unit ``table`` (``nas latency-table``; cheap, so ``constraints.max_latency_ms`` may use
+    it). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
+    (search/latency_lock.py); ``lock_dir``: where its lock files live (default: the system temp folder)."""
+
     device: str = "cpu"
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
     warmup: int = Field(5, ge=0)
     repeats: int = Field(20, ge=1)
     threads: int | None = Field(1, ge=1)
+    mode: Literal["measure", "predict"] = "measure"
+    table: str | None = None
+    isolate: bool = True
+    lock_dir: str | None = None
 
     @field_validator("batch_sizes")
     @classmethod
@@ -61,6 +83,11 @@ class LatencyConfig(_Model):
         if any(b < 1 for b in v):
             raise ValueError("every batch size must be >= 1")
         return v
+
+    @field_validator("table", "lock_dir")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        return None if v is None else str(Path(v).expanduser().resolve())  # trials run in other folders
 
 
 class SpaceConfig(_Model):
@@ -138,12 +165,49 @@ class SearchConfig(_Model):
     seed: int = 0
 
 
+class SchedulerConfig(_Model):
+    """Early stopping: ``none`` (every trial trains ``proxy.epochs``) or ``mo_asha`` (search/scheduler.py:
+    multi-objective ASHA, rungs at ``grace_period·reduction_factor^k`` epochs; stopped trials are PRUNED)."""
+
+    name: Literal["none", "mo_asha"] = "none"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1.0)
+
+
 class RayConfig(_Model):
+    """``address``: join an existing cluster (``host:port``, ``ray://host:port``, ``auto``); None starts Ray here
+    with ``num_cpus``/``temp_dir``. Every trial reserves ``cpus_per_trial`` CPUs (also its torch threads) and
+    ``gpus_per_trial`` GPUs (a fraction shares one GPU)."""
+
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
     temp_dir: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        from .cluster import split_address
+
+        if v is not None:
+            split_address(v)
+        return v
+
+
+class InjectConfig(_Model):
+    """TESTING ONLY: make a seeded ``rate`` of the trials fail on purpose (search/faults.py)."""
+
+    rate: float = Field(ge=0.0, le=1.0)
+    kinds: list[Literal["exception", "nan", "oom", "crash"]] = Field(min_length=1)
+    seed: int = 0
+
+
+class FaultsConfig(_Model):
+    """``oom_retry``: retry an out-of-memory trial once with half the batch (and half the lr)."""
+
+    oom_retry: bool = True
+    inject: InjectConfig | None = None
 
 
 class SelectConfig(_Model):
@@ -156,10 +220,12 @@ class SelectConfig(_Model):
 
 
 class ConstraintsConfig(_Model):
-    """Hard limits checked with the cheap complexity evaluator before any training."""
+    """Hard limits checked with the cheap complexity evaluator before any training (``max_latency_ms``:
+    with the predicted latency, ``latency.mode: predict``)."""
 
     max_params: float | None = Field(None, gt=0)
     max_macs: float | None = Field(None, gt=0)
+    max_latency_ms: float | None = Field(None, gt=0)
 
 
 class Config(_Model):
@@ -174,6 +240,8 @@ class Config(_Model):
     storage: str | None = None
     select: SelectConfig = Field(default_factory=SelectConfig)
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
 
     @field_validator("objectives")
     @classmethod
@@ -190,10 +258,9 @@ class Config(_Model):
     @field_validator("storage")
     @classmethod
     def _storage(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not any(v.startswith(p) for p in ("sqlite:///", "postgresql", "mysql")):
-            raise ValueError("must be an Optuna RDB URL (sqlite:///path.db, postgresql://..., mysql://...)")
+        if v is not None and check_storage_url(v).password:
+            raise ValueError("must not contain a password (it would be saved in the run folder); put the URL in "
+                             "the NAS_STORAGE_URL environment variable or use ~/.pgpass")
         return v
 
     @property
@@ -201,8 +268,42 @@ class Config(_Model):
         return [OBJECTIVES[o] for o in self.objectives]
 
     def resolved_storage(self, run_dir: Path) -> str:
-        """Storage URL: ``NAS_STORAGE_URL`` if set, else the config's, else ``run_dir/study.db``."""
-        return os.environ.get("NAS_STORAGE_URL") or self.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+        """Storage URL: ``NAS_STORAGE_URL`` if set (checked here), else the config's, else ``run_dir/study.db``."""
+        env = os.environ.get("NAS_STORAGE_URL")
+        if env:
+            try:
+                check_storage_url(env)
+            except ValueError as exc:
+                raise ConfigError(f"NAS_STORAGE_URL: {exc}") from None
+        return env or self.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def check_storage_url(url: str) -> Any:
+    """Parse an Optuna RDB URL (SQLAlchemy form) and check its driver is installed; ValueError says what is wrong."""
+    from sqlalchemy.engine import make_url
+
+    if not any(url.startswith(p) for p in ("sqlite:///", "postgresql", "mysql")):
+        raise ValueError("must be an Optuna RDB URL (sqlite:///path.db, postgresql://..., mysql://...)")
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except Exception as exc:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, ValueError (bad port)
+        raise ValueError(f"not a valid database URL ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if parsed.get_backend_name() == "sqlite" and not parsed.database:
+        raise ValueError("sqlite needs a file: sqlite:///path/to/study.db (an in-memory database would be lost)")
+    if parsed.get_backend_name() != "sqlite" and not parsed.database:
+        raise ValueError(f"names no database: add /DBNAME, e.g. {parsed.get_backend_name()}://user@host:5432/nas")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ValueError(f"port {parsed.port} is out of range")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        backend = parsed.get_backend_name()
+        hint = {"postgresql": "postgresql+psycopg2://... (pip install psycopg2-binary)",
+                "mysql": "mysql+pymysql://... (pip install pymysql)"}.get(backend, "another driver")
+        raise ValueError(f"the {parsed.get_driver_name()!r} driver for {backend} is not installed "
+                         f"({exc.name or exc}); use {hint}") from None
+    return parsed
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -236,7 +337,70 @@ def parse_config(data: Any) -> Config:
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
     _check_buildable(cfg)
+    _check_scheduler(cfg)
+    _check_devices(cfg)
+    _check_latency(cfg)
+    _check_methods(cfg)
     return cfg
+
+
+def _check_methods(cfg: Config) -> None:
+    """The proxy's training methods together (e.g. ``elr_radius`` only with ``elr: fixed``); proxy training is SGD."""
+    from evaluators.methods import MethodsConfig
+
+    try:
+        MethodsConfig.from_settings(cfg.proxy).check_optimizer("sgd")
+    except ValueError as exc:
+        raise ConfigError(f"proxy.{exc}") from None
+
+
+def _check_latency(cfg: Config) -> None:
+    """``predict`` needs a table built for this device, batch and thread count; hard latency limits need
+    the cheap (predicted) latency."""
+    lat = cfg.latency
+    if cfg.constraints.max_latency_ms is not None and lat.mode != "predict":
+        raise ConfigError("constraints.max_latency_ms: hard constraints need a cheap evaluator; set latency.mode: "
+                          "predict with a table from `nas latency-table`, or use select.max_latency_ms")
+    if lat.mode == "measure":
+        if lat.table is not None:
+            raise ConfigError("latency.table: only read with latency.mode: predict (mode is measure)")
+        return
+    if lat.table is None:
+        raise ConfigError("latency.table: required with latency.mode: predict (build one with `nas latency-table`)")
+    from evaluators.latency_table import LatencyTable
+
+    try:
+        table = LatencyTable.load(lat.table)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for field, want, have in (("device", table.device, lat.device), ("batch_sizes", [table.batch], lat.batch_sizes),
+                              ("threads", table.threads, lat.threads)):
+        if want != have:
+            raise ConfigError(f"latency.{field}: is {have!r} but the table {lat.table!r} was measured with "
+                              f"{want!r}; match it or build a table for this setting")
+
+
+def _check_devices(cfg: Config) -> None:
+    """Options that cannot work together on Ray: embedded-only settings with an address, GPU work on no GPU."""
+    if cfg.ray.address is not None:
+        for key in ("num_cpus", "temp_dir"):
+            if getattr(cfg.ray, key) is not None:
+                raise ConfigError(f"ray.{key}: only for the Ray instance started here; a cluster joined through "
+                                  f"ray.address has its own (remove one of them)")
+    for field, device in (("proxy.device", cfg.proxy.device), ("latency.device", cfg.latency.device)):
+        if device.startswith("cuda") and cfg.ray.gpus_per_trial == 0 and \
+                (field == "proxy.device" or "latency_ms" in cfg.objectives):
+            raise ConfigError(f"ray.gpus_per_trial: is 0 but {field} is {device!r}; Ray hides GPUs from trials "
+                              f"that reserve none (set e.g. gpus_per_trial: 0.5)")
+
+
+def _check_scheduler(cfg: Config) -> None:
+    """``mo_asha`` needs a rung below the last epoch: ``proxy.epochs > scheduler.grace_period``."""
+    s = cfg.scheduler
+    if s.name == "mo_asha" and cfg.proxy.epochs <= s.grace_period:
+        raise ConfigError(f"scheduler.grace_period: mo_asha needs proxy.epochs > grace_period, got proxy.epochs "
+                          f"{cfg.proxy.epochs} and grace_period {s.grace_period}; lower grace_period or raise "
+                          f"proxy.epochs")
 
 
 def _check_buildable(cfg: Config) -> None:

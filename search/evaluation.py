@@ -7,6 +7,7 @@ loop can call the very same object (``bench/overhead.py`` does).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -14,11 +15,12 @@ import torch
 from space import Arch
 
 from .config import Config
+from .faults import FaultInjector, train_with_oom_retry
+from .latency_lock import LatencyService
 
 Report = Callable[[dict[str, Any]], None]
 
 _DATA_CACHE: dict[tuple, Any] = {}
-_LATENCY_CACHE: dict[tuple, dict[str, float]] = {}
 
 
 class ConstraintViolation(ValueError):
@@ -39,12 +41,26 @@ def load_data(cfg: Config) -> Any:
 class ArchEvaluation:
     """``evaluate(arch, report) -> final metrics`` for one config; reports after every epoch."""
 
-    def __init__(self, cfg: Config, *, threads: int | None = None) -> None:
+    def __init__(self, cfg: Config, *, threads: int | None = None, latency_cache: str | Path | None = None) -> None:
+        """``latency_cache``: SQLite file shared by the run's trials so no architecture's latency is measured
+        twice (None: per process only). In predict mode the table is loaded here and travels with ``self``."""
         self.cfg = cfg
         self.threads = threads
+        self.latency = LatencyService.from_config(cfg, cache_path=latency_cache)
+        if cfg.latency.mode == "predict":
+            from evaluators.latency_table import LatencyPredictor
+
+            from .config import ConfigError
+
+            data = load_data(cfg)
+            try:
+                LatencyPredictor(self.latency.table).check_problem(in_chans=data.in_chans, num_classes=data.num_classes)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
 
     def __call__(self, arch: Arch, report: Report | None = None) -> dict[str, Any]:
-        from evaluators import AccuracyEvaluator, ComplexityEvaluator, LatencyEvaluator
+        from evaluators import AccuracyEvaluator, ComplexityEvaluator
+        from evaluators.methods import MethodRunner, MethodsConfig
 
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -57,24 +73,30 @@ class ArchEvaluation:
             limit = getattr(cfg.constraints, f"max_{key}")
             if limit is not None and metrics[key] > limit:
                 raise ConstraintViolation(f"constraints.max_{key}: {metrics[key]:.4g} > {limit:.4g}")
-        if "latency_ms" in cfg.objectives:
-            lat = cfg.latency
-            key = (arch.arch_id, lat.device, tuple(lat.batch_sizes), arch.input_size, lat.threads)
-            if key not in _LATENCY_CACHE:
-                _LATENCY_CACHE[key] = LatencyEvaluator(
-                    num_classes=data.num_classes, in_chans=data.in_chans, device=lat.device,
-                    batch_sizes=tuple(lat.batch_sizes), warmup=lat.warmup, repeats=lat.repeats,
-                    threads=lat.threads).evaluate(arch)
-            metrics.update(_LATENCY_CACHE[key])
+        limit = cfg.constraints.max_latency_ms  # only with the cheap predicted latency (config checks)
+        if "latency_ms" in cfg.objectives or limit is not None:  # measured once per arch, alone on the device
+            metrics.update(self.latency.evaluate(arch, in_chans=data.in_chans, num_classes=data.num_classes))
+            if limit is not None and metrics["latency_ms"] > limit:
+                raise ConstraintViolation(f"constraints.max_latency_ms: {metrics['latency_ms']:.4g} > {limit:.4g}")
         metrics["eval_seconds"] = time.perf_counter() - t0
         p = cfg.proxy
-        acc = AccuracyEvaluator(data=data, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, momentum=p.momentum,
-                                weight_decay=p.weight_decay, val_fraction=cfg.data.val_fraction,
-                                seed=cfg.search.seed, device=p.device, threads=self.threads)
+        methods = MethodsConfig.from_settings(p)
+        inject = cfg.faults.inject
+        fault = FaultInjector(rate=inject.rate, kinds=inject.kinds, seed=inject.seed).plan(arch.arch_id) \
+            if inject is not None else None
 
         def on_epoch(m: dict[str, Any]) -> None:
             if report is not None:
                 report({**metrics, **m})
 
-        final = acc.evaluate(arch, report=on_epoch)
+        def train(batch_size: int, lr: float) -> dict[str, Any]:
+            lr = FaultInjector.apply(fault, batch_size=batch_size, configured_batch=p.batch_size) or lr
+            acc = AccuracyEvaluator(data=data, epochs=p.epochs, batch_size=batch_size, lr=lr, momentum=p.momentum,
+                                    weight_decay=p.weight_decay, val_fraction=cfg.data.val_fraction,
+                                    seed=cfg.search.seed, device=p.device, threads=self.threads, methods=methods)
+            return acc.evaluate(arch, report=on_epoch)
+
+        lr = MethodRunner(methods).scaled_lr(p.lr, p.batch_size)  # once: an OOM retry halves it linearly
+        with self.latency.training():  # with latency.isolate, training pauses while any measurement runs
+            final = train_with_oom_retry(train, batch_size=p.batch_size, lr=lr, retry=cfg.faults.oom_retry)
         return {**metrics, **final}

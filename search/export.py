@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from space import from_yaml
 
 from .config import OBJECTIVES, Config, ConfigError
+from .faults import fault_summary
 
 COLUMNS = ("number", "state", "arch_id", "val_acc", "macs", "flops", "params", "latency_ms", "epochs",
            "duration_s", "datetime_start", "fail_reason")
@@ -121,6 +122,7 @@ def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = N
         "best": None if best is None else {"number": best.number, "arch_id": best.user_attrs.get("arch_id"),
                                             **dict(zip(objectives, best.values))},
         "select": cfg.select.model_dump(),
+        "faults": fault_summary(trials),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if complete:

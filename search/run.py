@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,7 +19,10 @@ from optuna.trial import TrialState
 
 from space import from_yaml
 
+from .cluster import claim_run, connect, record_driver, release_run
 from .config import OBJECTIVES, Config, ConfigError, dump_config
+from .faults import fault_kind
+from .scheduler import is_intermediate, make_scheduler
 from .searcher import NasOptunaSearch
 from .space_def import InvalidSample, SearchSpace
 
@@ -39,25 +43,56 @@ def make_sampler(name: str, *, seed: int, n_trials: int) -> optuna.samplers.Base
     raise ValueError(f"search.sampler: must be tpe, nsga2 or random, got {name!r}")
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError."""
+class _RDBStorage(optuna.storages.RDBStorage):
+    """An RDB storage whose pickled form has no password: Ray pickles the searcher (and so the storage) into
+    the run folder. Unpickled in a process whose ``NAS_STORAGE_URL`` matches, it gets the password back."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "url": _masked(self.url)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        env = os.environ.get("NAS_STORAGE_URL")
+        super().__setstate__({**state, "url": env} if env and _masked(env) == state["url"] else state)
+
+
+def _masked(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_storage(url: str, *, field: str = "storage") -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError (10 s connect timeout)."""
+    engine = None if url.startswith("sqlite") else {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}
-                                          if not url.startswith("sqlite") else None)
+        return _RDBStorage(url, engine_kwargs=engine)
     except Exception as exc:  # sqlalchemy raises many types; all mean "cannot open this storage"
         safe = url.split("@")[-1] if "@" in url else url
-        raise ConfigError(f"storage: cannot open {safe!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") \
-            from None
+        detail = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
+        raise ConfigError(f"{field}: cannot open {safe!r}: {type(exc).__name__}: {detail}") from None
 
 
 def close_interrupted(study: optuna.Study) -> int:
-    """Mark RUNNING trials of a killed run FAIL ('interrupted'); return how many."""
+    """Mark RUNNING trials of a killed run FAIL ('interrupted') and re-queue their parameters; return how many.
+
+    An interrupted trial does not count against the budget (:func:`budget_used`). One whose sampling had
+    finished (it has an ``arch_id``) is re-queued (``study.enqueue_trial`` with its parameters), so the
+    resumed search evaluates that architecture first; one killed while being sampled is not.
+    """
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the search driver stopped")
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if "arch_id" in t.user_attrs:
+            study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
         n += 1
     return n
+
+
+def budget_used(study: optuna.Study) -> int:
+    """Finished trials that count against ``search.n_trials``: all but those a killed driver left unfinished."""
+    return sum(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def _trainable(config: dict[str, Any], evaluate: Callable) -> None:
@@ -73,9 +108,18 @@ def _trainable(config: dict[str, Any], evaluate: Callable) -> None:
     try:
         arch = from_yaml(config["arch_yaml"])
         final = evaluate(arch, lambda m: tune.report({**m, "done": False}))
-        tune.report({**final, "done": True})
+        tune.report({**final, **_where(), "done": True})
     except Exception as exc:  # recorded with its reason; the search goes on
         tune.report({"trial_error": f"{type(exc).__name__}: {exc}"[:1000]})
+
+
+def _where() -> dict[str, Any]:
+    """Which Ray node ran the trial (``ip/node-id prefix``) and its torch thread count."""
+    import ray
+    import torch
+
+    ctx = ray.get_runtime_context()
+    return {"node": f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}", "threads": torch.get_num_threads()}
 
 
 class DefineByRun:
@@ -125,6 +169,7 @@ class Progress:
                 self.total, self.done, self.objectives, self.out = total, done, list(objectives), out
                 self.best = -math.inf
                 self.failed = 0
+                self.kinds: dict[str, int] = {}
                 self.t0 = time.time()
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -133,19 +178,36 @@ class Progress:
                 head = f"[{self.done:>3}/{self.total}] {time.time() - self.t0:6.1f}s"
                 if "trial_error" in r or "val_acc" not in r:
                     self.failed += 1
+                    kind = fault_kind(str(r.get("trial_error", "")))
+                    self.kinds[kind] = self.kinds.get(kind, 0) + 1
                     self.out(f"{head} FAIL   {r.get('trial_error', 'no result')}")
                     return
-                self.best = max(self.best, r["val_acc"])
                 vals = "  ".join(_fmt(k, r.get(k)) for k in self.objectives)
+                if is_intermediate(r):  # stopped early by the scheduler: told PRUNED, not a final result
+                    self.out(f"{head} {r.get('arch_id', '?'):12}  {vals}  PRUNED at epoch {r['epoch']}")
+                    return
+                self.best = max(self.best, r["val_acc"])
                 note = "  (cached)" if r.get("cached") else ""
                 self.out(f"{head} {r.get('arch_id', '?'):12}  {vals}  best val_acc {self.best:.4f}{note}")
 
             def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self.done += 1
                 self.failed += 1
-                self.out(f"[{self.done:>3}/{self.total}] FAIL   trial {trial.trial_id} raised (see Ray log)")
+                self.kinds["crash"] = self.kinds.get("crash", 0) + 1
+                self.out(f"[{self.done:>3}/{self.total}] FAIL   trial {trial.trial_id}: {_trial_error(trial)}")
 
         return _Progress(*args, **kwargs)
+
+
+def _trial_error(trial: Any) -> str:
+    """One line for a trial Ray marked ERROR (its process died, or it raised outside the evaluation)."""
+    try:
+        lines = [ln.strip() for ln in Path(trial.error_file).read_text().splitlines()[1:] if ln.strip()]
+        text = lines[0][:160] if lines else "no error text"
+    except Exception:  # noqa: BLE001 - only for the message
+        text = "the trial process failed"
+    where = getattr(getattr(trial, "storage", None), "trial_fs_path", None)
+    return f"{text} (trace: {where}/error.txt)" if where else text
 
 
 def _trial_name(trial: Any) -> str:
@@ -164,8 +226,10 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
                sampler: optuna.samplers.BaseSampler, storage: optuna.storages.BaseStorage, study_name: str,
                n_trials: int, run_dir: Path, max_concurrent: int | None = None,
                resources: dict[str, float] | None = None, out: Callable[[str], None] = print,
-               study_attrs: dict[str, Any] | None = None) -> optuna.Study:
-    """Run (or continue) the study ``study_name`` until it holds ``n_trials`` finished trials."""
+               study_attrs: dict[str, Any] | None = None, scheduler: Any | None = None) -> optuna.Study:
+    """Run (or continue) the study ``study_name`` until it holds ``n_trials`` finished trials.
+
+    ``scheduler``: a Ray Tune TrialScheduler (e.g. search/scheduler.py's MO-ASHA) or None (FIFO)."""
     from ray import tune
 
     directions = ["maximize" if OBJECTIVES[o] == "max" else "minimize" for o in objectives]
@@ -176,10 +240,11 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     for key, value in (study_attrs or {}).items():
         study.set_user_attr(key, value)
     interrupted = close_interrupted(study)
-    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    done = budget_used(study)
     remaining = n_trials - done
     if interrupted:
-        out(f"marked {interrupted} interrupted trial(s) FAIL")
+        out(f"marked {interrupted} interrupted trial(s) FAIL; re-queued their architectures "
+            f"(not counted in the budget)")
     if remaining <= 0:
         out(f"study {study_name!r} already has {done} finished trials (budget {n_trials}); nothing to run")
         return study
@@ -187,6 +252,9 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     searcher = NasOptunaSearch(space=DefineByRun(space, objectives), metric=list(objectives),
                                mode=[OBJECTIVES[o] for o in objectives], sampler=sampler, storage=storage,
                                study_name=study_name)
+    # A failed trial reports only ``trial_error``; Tune's strict check would abort the whole run on it.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # one FAIL line per trial; traces stay in error.txt
     trainable = tune.with_parameters(_trainable, evaluate=evaluate)
     if resources:
         trainable = tune.with_resources(trainable, resources)
@@ -194,36 +262,27 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
-                                    max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True, scheduler=scheduler,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=f"{study_name}-{int(time.time())}", storage_path=str((run_dir / "ray").resolve()),
                                   verbose=0, callbacks=[progress]),
     )
     tuner.fit()
-    out(f"finished {progress.done - done} trial(s) this run, {progress.failed} failed")
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(progress.kinds.items()))
+    out(f"finished {progress.done - done} trial(s) this run, {progress.failed} failed"
+        + (f" ({kinds})" if kinds else ""))
     return study
 
 
 def init_ray(cfg: Config) -> None:
-    """Start embedded Ray (``ray.init()``) or connect to ``ray.address``; quiet logging."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
-                                  configure_logging=True)
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, **kwargs)
-    else:
-        ray.init(num_cpus=cfg.ray.num_cpus, _temp_dir=cfg.ray.temp_dir, **kwargs)
+    """Start embedded Ray or join ``ray.address`` (search/cluster.py); an unreachable cluster raises ConfigError."""
+    connect(cfg)
 
 
 def search_from_config(cfg: Config, *, run_dir: Path, resume: bool = False,
                        out: Callable[[str], None] = print) -> optuna.Study:
     """Everything ``nas search`` does: validate, set up the run folder, run, export."""
-    from .evaluation import ArchEvaluation, load_data
-    from .export import export_run
+    from .evaluation import load_data
 
     run_dir = Path(run_dir)
     db = run_dir / "run.json"
@@ -234,24 +293,40 @@ def search_from_config(cfg: Config, *, run_dir: Path, resume: bool = False,
     space = SearchSpace(cfg.space, input_size=data.input_size)
     out(f"search space: {space.describe()}")
     storage_url = cfg.resolved_storage(run_dir)
-    fresh = not run_dir.exists()
+    claim_run(run_dir, out=out)  # a live driver of this run: refuse; a killed one: stop its leftover Ray processes
+    created = next((p for p in [*reversed(run_dir.parents), run_dir] if not p.exists()), None)  # topmost new folder
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        storage = make_storage(storage_url)
+        storage = make_storage(storage_url, field="NAS_STORAGE_URL" if os.environ.get("NAS_STORAGE_URL") else "storage")
+        init_ray(cfg)
     except ConfigError:
-        if fresh:
-            run_dir.rmdir()
+        if created is not None:  # a bad storage or cluster leaves no run folder behind
+            shutil.rmtree(created, ignore_errors=True)
         raise
+    record_driver(run_dir)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     db.write_text(json.dumps({"study_name": cfg.name, "storage": _public_url(storage_url, cfg)}, indent=2))
-    init_ray(cfg)
+    try:
+        return _search(cfg, run_dir, storage, space, data, out)
+    finally:
+        release_run(run_dir)
+
+
+def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, space: SearchSpace, data: Any,
+            out: Callable[[str], None]) -> optuna.Study:
+    from .evaluation import ArchEvaluation
+    from .export import export_run
+
     n_prev = len(optuna.study.get_all_study_names(storage)) and _n_trials(storage, cfg.name)
     sampler = make_sampler(cfg.search.sampler, seed=cfg.search.seed + n_prev, n_trials=cfg.search.n_trials)
     threads = max(1, int(cfg.ray.cpus_per_trial))
     resources = {"cpu": cfg.ray.cpus_per_trial, "gpu": cfg.ray.gpus_per_trial}
-    study = run_search(space, ArchEvaluation(cfg, threads=threads), objectives=cfg.objectives, sampler=sampler,
+    evaluate = ArchEvaluation(cfg, threads=threads, latency_cache=run_dir / "latency_cache.sqlite")
+    study = run_search(space, evaluate, objectives=cfg.objectives, sampler=sampler,
                        storage=storage, study_name=cfg.name, n_trials=cfg.search.n_trials, run_dir=run_dir,
                        max_concurrent=cfg.search.max_concurrent, resources=resources, out=out,
+                       scheduler=make_scheduler(cfg.scheduler, objectives=cfg.objectives, modes=cfg.directions,
+                                                max_t=cfg.proxy.epochs),
                        study_attrs={"config": cfg.model_dump(mode="json"), "input_size": data.input_size,
                                     "num_classes": data.num_classes, "in_chans": data.in_chans})
     export_run(run_dir, storage=storage, out=out)

@@ -3,7 +3,9 @@
 Ray's searcher tells Optuna only the objective values. Ours also stores, as trial user attributes,
 the architecture (``arch_id``, ``arch_yaml``, set at sampling time so failed trials keep them), the
 side metrics (params, flops, macs, latency, epochs, seconds) and, for a failed trial, its reason.
-A trial whose result carries ``trial_error`` or a non-finite objective is told as FAIL.
+A trial whose result carries ``trial_error`` or a non-finite objective is told as FAIL. A trial whose
+last result is a per-epoch report (a scheduler stopped it early: search/scheduler.py) is told as PRUNED,
+never COMPLETE, with ``pruned_at_epoch`` and its values at that epoch as user attributes.
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from typing import Any
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from .scheduler import is_intermediate
+
 RECORDED = ("arch_id", "params", "flops", "macs", "latency_ms", "val_acc", "val_loss", "train_loss", "epochs",
-            "train_seconds", "eval_seconds")
+            "train_seconds", "eval_seconds", "batch_size", "oom_retries", "node", "threads")
 
 
 class NasOptunaSearch(OptunaSearch):
@@ -27,13 +31,18 @@ class NasOptunaSearch(OptunaSearch):
         values = [result.get(m) for m in metrics]
         reason = result.get("trial_error")
         if reason is None and error:
-            reason = "the trial raised an exception (see the Ray trial log)"
-        if reason is None and any(v is None or not math.isfinite(float(v)) for v in values):
+            reason = "the trial process died or raised outside the evaluation (see error.txt in its Ray trial folder)"
+        stopped = reason is None and is_intermediate(result)
+        if reason is None and not stopped and any(v is None or not math.isfinite(float(v)) for v in values):
             reason = f"missing or non-finite objective: {dict(zip(metrics, values))}"
         for key in RECORDED:
             if key in result and result[key] is not None:
                 ot_trial.set_user_attr(key, result[key])
-        if reason is not None:
+        if stopped:
+            ot_trial.set_user_attr("pruned_at_epoch", int(result["epoch"]))
+            ot_trial.set_user_attr("epochs", float(result["epoch"]))
+            self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
+        elif reason is not None:
             ot_trial.set_user_attr("fail_reason", str(reason)[:1000])
             self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
         else:

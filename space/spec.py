@@ -283,7 +283,7 @@ def to_dict(arch: Arch) -> dict[str, Any]:
 
 def _take(data: Any, cls: type, where: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
-        raise SpecError(where, f"must be a mapping, got {type(data).__name__}")
+        raise SpecError(where or "<document>", f"must be a mapping, got {type(data).__name__}")
     names = [f.name for f in fields(cls)]
     for key in data:
         if key not in names:

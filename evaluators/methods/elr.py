@@ -87,8 +87,8 @@ def find_scale_invariant(model: nn.Module, example_input: torch.Tensor) -> list[
     pure reshapes if the conv has no bias; a bias is allowed before BatchNorm only, which subtracts
     it per channel). Anything else — a residual sum, an activation, a custom normaliser built from
     elementary ops — makes the weight non-SI: the detection errs towards "not SI". BatchNorm is SI
-    only in train mode (eval mode uses running statistics). The model's mode, running statistics
-    and parameters are left as they were.
+    only in train mode (eval mode uses running statistics). The model's mode, running statistics,
+    parameters and the RNG state (dropout in the pass) are left as they were.
     """
     modes = {m: m.training for m in model.modules()}
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
@@ -104,9 +104,10 @@ def find_scale_invariant(model: nn.Module, example_input: torch.Tensor) -> list[
         return hook
 
     handles = [m.register_forward_hook(record(name)) for name, m in convs.items()]
+    cuda = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
     try:
         model.train()
-        with torch.enable_grad():
+        with torch.enable_grad(), torch.random.fork_rng(devices=cuda):  # dropout in the pass draws nothing
             out = model(example_input)
         outputs = [out] if isinstance(out, torch.Tensor) else [t for t in _flatten(out) if isinstance(t, torch.Tensor)]
         users = _users(t.grad_fn for t in outputs)

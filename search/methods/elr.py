@@ -46,12 +46,13 @@ class ElrCallback(Callback):
 
     def param_claims(self, model: nn.Module, example: torch.Tensor) -> list[dict[str, Any]]:
         """Optimizer groups to claim before the optimizer is built: the SI weights without weight decay
-        (fixed mode), in the ``nas_param_groups()`` form (``params``, ``lr_scale``, ``weight_decay``)."""
+        (fixed mode), in the ``nas_param_groups()`` form. No ``lr_scale``: a module's own claim on an SI
+        weight keeps its ``lr_scale`` (as :func:`si_param_groups_fn` does for proxy training)."""
         if self.mode != "fixed":
             return []
         names = set(find_scale_invariant(model, example))
         params = [p for n, p in model.named_parameters() if n in names]
-        return [{"params": params, "lr_scale": 1.0, "weight_decay": 0.0}] if params else []
+        return [{"params": params, "weight_decay": 0.0}] if params else []
 
     def on_start(self, ctx: RetrainContext) -> None:
         self.si_params = find_scale_invariant(ctx.model, example_input(ctx))

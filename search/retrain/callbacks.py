@@ -5,6 +5,10 @@ overrides the hooks it needs; ``retrain(..., callbacks=[...])`` calls them in li
 
 - ``configure(cfg, world_size=...)`` before anything is built: may return a changed config (an
   LR-scaling rule returns ``cfg.replace(lr=...)`` from the global batch);
+- ``param_claims(model, example)`` once the model exists (on the CPU; ``example`` is an all-zero batch
+  of two inputs), before the optimizer groups are made: groups in the ``nas_param_groups()`` form
+  (``params`` and optionally ``lr_scale``, ``weight_decay``) that override the defaults for those
+  parameters (e.g. no weight decay on the weights a fixed-ELR method keeps on a sphere);
 - ``on_start(ctx)`` once everything is built (and, on ``--resume``, restored; ``ctx.resumed``
   says which), before the first epoch of this process — a data-dependent init runs here when
   ``not ctx.resumed``;
@@ -61,6 +65,9 @@ class Callback:
 
     def configure(self, cfg: "RetrainConfig", *, world_size: int) -> "RetrainConfig":
         return cfg
+
+    def param_claims(self, model: nn.Module, example: torch.Tensor) -> list[dict[str, Any]]:
+        return []
 
     def on_start(self, ctx: RetrainContext) -> None:
         pass

@@ -55,6 +55,16 @@ class RetrainConfig:
     ema: bool = False
     ema_decay: float = 0.9998
     ema_warmup: bool = False
+    # training methods (evaluators.methods.MethodsConfig; retrain runs them as search.methods callbacks)
+    gradinit: bool = False
+    gradinit_iters: int = 100
+    gradinit_lr: float = 1e-2
+    gradinit_gamma: float = 1.0
+    gradinit_min_scale: float = 0.01
+    lr_rule: str = "none"
+    lr_base_batch: int = 128
+    elr: str = "off"
+    elr_radius: float | None = None
     # speed
     amp: str = "none"
     channels_last: bool | None = None
@@ -71,6 +81,8 @@ class RetrainConfig:
     def check(self) -> "RetrainConfig":
         """Return ``self`` if every field is valid; raise ``ValueError("field: problem")`` otherwise."""
         from timm.optim import list_optimizers
+
+        from evaluators.methods import MethodsConfig
 
         _choice("data", self.data, DATA_SETS)
         _choice("sched", self.sched, SCHEDULES)
@@ -97,6 +109,7 @@ class RetrainConfig:
         if self.uses_mixup and self.batch_size % 2:
             raise ValueError(f"batch_size: mixup/cutmix pair samples within a batch and need an even batch_size, "
                              f"got {self.batch_size}")
+        MethodsConfig.from_settings(self).check_optimizer(self.opt)
         return self
 
     @property

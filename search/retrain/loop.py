@@ -37,8 +37,12 @@ def retrain(arch: Arch, cfg: RetrainConfig, *, out_dir: Path, resume: bool = Fal
 
     Under ``torchrun`` every process calls this; it joins the process group itself. ``resume``
     continues from ``out_dir/checkpoint.pt`` exactly (same settings and world size required);
-    without it an existing checkpoint is an error rather than silently overwritten.
+    without it an existing checkpoint is an error rather than silently overwritten. The training
+    methods ``cfg`` turns on (``gradinit``, ``lr_rule``, ``elr``) run as callbacks before ``callbacks``.
     """
+    from ..methods import MethodsConfig, method_callbacks
+
+    callbacks = [*method_callbacks(MethodsConfig.from_settings(cfg)), *callbacks]
     info = init_distributed(cfg.device)
     try:
         for cb in callbacks:
@@ -66,7 +70,7 @@ def _run(arch: Arch, cfg: RetrainConfig, info: DistInfo, *, out_dir: Path, resum
         arch = arch.replace(input_size=data.input_size)
     if saved is not None:
         _check_resumable(saved, arch, cfg, info)
-    ctx, channels_last = _build(arch, cfg, data, info, out_dir=out_dir, out=out)
+    ctx, channels_last = _build(arch, cfg, data, info, out_dir=out_dir, out=out, callbacks=callbacks)
     if saved is not None:
         _restore(ctx, saved, callbacks)
         out(f"resumed from epoch {ctx.epoch} of {cfg.epochs}")
@@ -104,11 +108,14 @@ def _run(arch: Arch, cfg: RetrainConfig, info: DistInfo, *, out_dir: Path, resum
 
 
 def _build(arch: Arch, cfg: RetrainConfig, data: Any, info: DistInfo, *, out_dir: Path,
-           out: Callable[[str], None]) -> tuple[RetrainContext, bool]:
+           out: Callable[[str], None], callbacks: Sequence[Callback] = ()) -> tuple[RetrainContext, bool]:
     device = info.device
     torch.manual_seed(cfg.seed)
     model = timm.create_model("nas_arch", arch=arch, num_classes=data.num_classes, in_chans=data.in_chans)
-    groups = param_groups(model, weight_decay=cfg.weight_decay)  # before SyncBN: it drops nas_param_groups()
+    # Groups before SyncBN (it drops nas_param_groups()); the callbacks' claims see the bare model on the CPU.
+    example = torch.zeros(2, data.in_chans, arch.input_size, arch.input_size)
+    claims = [g for cb in callbacks for g in cb.param_claims(model, example)]
+    groups = param_groups(model, weight_decay=cfg.weight_decay, extra_claims=claims)
     if cfg.sync_bn:
         if device.type != "cuda":
             raise ValueError("sync_bn: SyncBatchNorm needs CUDA; on the CPU use a norm without batch statistics "

@@ -4,7 +4,9 @@
   biases — norm scales/shifts — and on the model's ``no_weight_decay()`` names; Goyal et al. 2017),
   then every parameter a module claims through ``nas_param_groups()`` moves to its own group with
   its ``lr_scale`` and ``weight_decay`` (e.g. BN-init-revisited's γ: lr/100, no decay; Davis & Frank
-  2022). timm's schedulers multiply each group's scheduled lr by its ``lr_scale``.
+  2022), and so does every parameter a training method claims (``Callback.param_claims``; e.g. the
+  fixed-ELR sphere's weights: no decay). timm's schedulers multiply each group's scheduled lr by its
+  ``lr_scale``.
 - ``timm.optim.create_optimizer_v2`` over those groups; ``timm.scheduler.create_scheduler_v2``.
 - Loss: cross-entropy; timm's ``LabelSmoothingCrossEntropy`` (Szegedy et al. 2016) with
   ``label_smoothing``; with mixup (Zhang et al. 2018) / cutmix (Yun et al. 2019) timm's ``Mixup``
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Sequence
 
 import torch
 import torch.nn as nn
@@ -30,13 +32,17 @@ from evaluators import nas_param_groups
 from .config import RetrainConfig
 
 
-def param_groups(model: nn.Module, *, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, *, weight_decay: float,
+                 extra_claims: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Optimizer groups: timm's weight-decay split of the unclaimed parameters plus the claimed groups.
 
-    Every group has ``lr_scale`` (1 unless claimed) and ``weight_decay``; no group sets ``lr``, so the
-    optimizer's lr is the base lr and timm's scheduler applies ``lr_scale``.
+    The claimed groups are the modules' ``nas_param_groups()`` merged with ``extra_claims`` (from the
+    callbacks' ``param_claims``): for a parameter in both, the extra claim's ``lr_scale``/``weight_decay``
+    override the module's and the keys it leaves out keep the module's. Every group has ``lr_scale``
+    (1 unless claimed) and ``weight_decay``; no group sets ``lr``, so the optimizer's lr is the base lr
+    and timm's scheduler applies ``lr_scale``.
     """
-    claimed = nas_param_groups(model)
+    claimed = merge_claims(nas_param_groups(model), extra_claims)
     taken = {id(p) for g in claimed for p in g["params"]}
     no_wd = getattr(model, "no_weight_decay", None)
     groups: list[dict[str, Any]] = []
@@ -50,6 +56,34 @@ def param_groups(model: nn.Module, *, weight_decay: float) -> list[dict[str, Any
             groups.append({"params": params, "lr_scale": float(g.get("lr_scale", 1.0)),
                            "weight_decay": float(g.get("weight_decay", weight_decay))})
     return groups
+
+
+def merge_claims(base: Sequence[dict[str, Any]], extra: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``base`` claimed groups with ``extra``'s settings laid over the parameters they share, then the rest of
+    ``extra``. A parameter in two extra claims is an error (two methods would disagree about it)."""
+    owner: dict[int, int] = {}
+    for i, g in enumerate(extra):
+        unknown = set(g) - {"params", "lr_scale", "weight_decay"}
+        if "params" not in g or unknown:
+            raise ValueError(f"param_claims: each group needs 'params' and may set 'lr_scale', 'weight_decay'; "
+                             f"got keys {sorted(g)}")
+        for p in g["params"]:
+            if owner.setdefault(id(p), i) != i:
+                raise ValueError("param_claims: a parameter is claimed by two training methods")
+    merged: list[dict[str, Any]] = []
+    for g in base:
+        split: dict[int | None, list[nn.Parameter]] = {}
+        for p in g["params"]:
+            split.setdefault(owner.get(id(p)), []).append(p)
+        for i, params in split.items():
+            over = {k: v for k, v in extra[i].items() if k != "params"} if i is not None else {}
+            merged.append({**g, **over, "params": params})
+    in_base = {id(p) for g in base for p in g["params"]}
+    for g in extra:
+        params = [p for p in g["params"] if id(p) not in in_base]
+        if params:
+            merged.append({**g, "params": params})
+    return merged
 
 
 def create_optimizer(groups: list[dict[str, Any]], cfg: RetrainConfig) -> torch.optim.Optimizer:
