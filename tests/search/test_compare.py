@@ -1,0 +1,84 @@
+"""`nas compare`: presets measured exactly like the run's trials (same budget, data split, seed), Pareto dominance
+against the front, compare.json/.csv, and the presets overlaid in `nas report`."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from search import open_run
+from search.cli import main
+from search.compare import dominates, hypervolume, to_minimise
+from search.report import build_report
+
+from ._tiny_run import copy_run, tiny_run
+
+OBJ = ["val_acc", "macs", "latency_ms"]
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.getbasetemp() / "tiny_shared"
+    base.mkdir(exist_ok=True)
+    return tiny_run(base)
+
+
+def test_dominance_and_hypervolume_by_hand():
+    assert to_minimise([0.9, 5.0, 2.0], OBJ) == [-0.9, 5.0, 2.0]
+    assert dominates([0.9, 5, 2], [0.8, 5, 2], OBJ)          # better accuracy, same costs
+    assert dominates([0.9, 4, 2], [0.9, 5, 2], OBJ)          # fewer MACs
+    assert not dominates([0.9, 5, 2], [0.9, 5, 2], OBJ)      # equal: neither dominates
+    assert not dominates([0.95, 6, 2], [0.9, 5, 2], OBJ)     # a trade-off
+    assert not dominates([0.8, 5, 2], [0.9, 5, 2], OBJ)
+    # two minimisation points (1,3) and (2,1) under reference (4,4): boxes 3·1 and 2·3 overlapping in 2·1
+    assert hypervolume([[1, 3], [2, 1]], [4, 4]) == pytest.approx(3 + 6 - 2)
+    assert hypervolume([[1, 3], [2, 1], [3, 3.5]], [4, 4]) == pytest.approx(7)   # a dominated point adds nothing
+    assert hypervolume([[5, 1]], [4, 4]) == 0.0              # outside the reference box: nothing
+
+
+def test_compare_reproduces_a_trial_and_reports_dominance(tiny, tmp_path, capsys):
+    run = copy_run(tiny, tmp_path)
+    study, cfg = open_run(run)
+    twin_trial = max(study.best_trials, key=lambda t: t.values[0])
+    twin = run / "pareto" / f"{twin_trial.user_attrs['arch_id']}.yaml"
+    assert main(["compare", str(run), "--presets", f"wrn-10-1,{twin}"]) == 0
+    out = capsys.readouterr().out
+    assert "the front dominates" in out and "wrn-10-1" in out
+
+    doc = json.loads((run / "compare.json").read_text())
+    assert doc["objectives"] == cfg.objectives == OBJ and doc["proxy"]["epochs"] == cfg.proxy.epochs
+    rows = {r["name"]: r for r in doc["presets"]}
+    assert set(rows) == {"wrn-10-1", str(twin)}
+    assert all(r["status"] == "ok" for r in rows.values()), [r.get("reason") for r in rows.values()]
+    # same proxy budget, data, split and seed as the search: the trial's accuracy and MACs exactly
+    mine = rows[str(twin)]
+    assert mine["arch_id"] == twin_trial.user_attrs["arch_id"]
+    assert mine["val_acc"] == twin_trial.values[0] and mine["macs"] == twin_trial.values[1]
+    assert twin_trial.number not in mine["dominated_by"]
+    # the preset's input size was replaced by the data's (digits: 16×16, 1 channel)
+    assert "input_size: 16" in rows["wrn-10-1"]["arch_yaml"]
+    # dominance fields agree with the numbers written beside them
+    front = doc["front"]
+    assert sorted(f["number"] for f in front) == sorted(t.number for t in study.best_trials)
+    for r in rows.values():
+        vec = [r[o] for o in OBJ]
+        assert r["dominated_by"] == [f["number"] for f in front if dominates([f[o] for o in OBJ], vec, OBJ)]
+        assert r["dominates"] == [f["number"] for f in front if dominates(vec, [f[o] for o in OBJ], OBJ)]
+    with open(run / "compare.csv") as f:
+        assert {r["name"] for r in csv.DictReader(f)} == set(rows)
+
+    # a second call reuses the measurements; the report overlays the presets
+    assert main(["compare", str(run), "--presets", "wrn-10-1"]) == 0
+    assert "reusing the earlier measurement" in capsys.readouterr().out
+    page = build_report(run, out=lambda s: None).read_text()
+    assert "Presets (nas compare)" in page and "wrn-10-1" in page
+    assert "presets dominated by the front" in page or "presets not dominated" in page
+
+
+def test_compare_rejects_an_unknown_preset_before_training(tiny, tmp_path, capsys):
+    run = copy_run(tiny, tmp_path)
+    assert main(["compare", str(run), "--presets", "wrn-10-1,no-such-net"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-net" in err and "presets:" in err
+    assert not (run / "compare.json").exists()
