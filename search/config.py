@@ -36,6 +36,12 @@ class DataConfig(_Model):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     image_size: int | None = Field(None, ge=8)
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        """Relative to where ``nas`` runs: trials run in other folders (and on other machines)."""
+        return None if v is None else str(Path(v).expanduser().resolve())
+
 
 class ProxyConfig(_Model):
     """Short proxy training of every sampled architecture (the accuracy objective).

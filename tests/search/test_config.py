@@ -71,3 +71,9 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "search.sampler" in lines[0] and "tpe" in lines[0], proc.stderr
     assert not (tmp_path / "search").exists()  # nothing started, no run folder
+
+
+def test_relative_data_dir_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config({"data": {"name": "cifar10", "data_dir": "data/c10"}})
+    assert cfg.data.data_dir == str(tmp_path / "data" / "c10")  # trials run elsewhere: never relative
