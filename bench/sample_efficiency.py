@@ -1,8 +1,8 @@
 """Sample efficiency of the samplers: hypervolume after N trials for TPE, NSGA-II and random search.
 
-    .venv/bin/python bench/sample_efficiency.py                   # uses the cached table (seconds)
+    .venv/bin/python bench/sample_efficiency.py                   # the cached table, ~1 min
     .venv/bin/python bench/sample_efficiency.py --objectives val_acc,macs --seeds 10
-    .venv/bin/python bench/sample_efficiency.py --build-table      # re-evaluates every architecture (~10 min)
+    .venv/bin/python bench/sample_efficiency.py --build-table      # re-evaluates all 96 (30 min, busy 2 cores)
 
 The evaluation is fixed and cheap: ``bench/data/quickstart_table.json`` holds the results of
 evaluating *every* architecture of configs/quickstart.yaml's space (96) once with the search's own

@@ -92,7 +92,9 @@ def pareto_figure(view: "RunView") -> Any:
                             textposition="top center", name=name, legendgroup=name, showlegend=col == 1,
                             marker=dict(color=colour, symbol=symbol, size=size),
                             hovertemplate="%{text}<br>%{x:.4g}, acc %{y:.4f}<extra></extra>", row=1, col=col)
-        fig.update_xaxes(title_text=LABELS.get(key, key), type="log" if key in SCALE else "linear", row=1, col=col)
+        xs = [v for x, _, _ in _pareto_series(view, key).values() for v in x if v and v > 0]
+        fig.update_xaxes(title_text=LABELS.get(key, key), type="log" if _log_axis(key, xs) else "linear",
+                         row=1, col=col)
     fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
     fig.update_layout(height=430, margin=dict(t=40, b=40, l=50, r=20), legend=dict(orientation="h", y=-0.2))
     return fig
@@ -115,17 +117,22 @@ def pareto_png(view: "RunView", path: Path) -> None:
                     ax.annotate(ti, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel(LABELS.get(key, key))
         ax.set_ylabel("validation accuracy")
-        if key in SCALE:
+        xs = [v for x, _, _ in _pareto_series(view, key).values() for v in x if v and v > 0]
+        if _log_axis(key, xs):
             from matplotlib.ticker import FuncFormatter, NullFormatter
 
             ax.set_xscale("log")
             label = FuncFormatter(lambda v, _: f"{v:g}")
-            xs = [v for name, (x, _, _) in _pareto_series(view, key).items() for v in x if v and v > 0]
             ax.xaxis.set_major_formatter(label)  # label minor ticks too when the data span under 1.5 decades
-            ax.xaxis.set_minor_formatter(label if xs and max(xs) / min(xs) < 30 else NullFormatter())
+            ax.xaxis.set_minor_formatter(label if max(xs) / min(xs) < 30 else NullFormatter())
         ax.grid(alpha=0.3)
-    axes[0][0].legend(loc="lower right", fontsize=8)
+    axes[0][0].legend(loc="best", fontsize=8)
     _save(fig, path)
+
+
+def _log_axis(key: str, xs: list[float]) -> bool:
+    """Counts (MACs, FLOPs, params) on a log axis; latency too when it spans more than 20×."""
+    return bool(xs) and (key in SCALE or max(xs) / min(xs) > 20)
 
 
 def history(view: "RunView") -> dict[str, list]:
