@@ -7,7 +7,7 @@ Rows (same batch, precision, memory format and ``torch.compile`` setting for eve
   classes) at ``--ghost-size``: our loop on ours; the plain loop on timm's and on ours (so the
   ratio splits into loop overhead and model implementation).
 
-*Our loop* is :func:`search.retrain.train_epoch` fed by :class:`search.retrain.ShardedTensorLoader`
+*Our loop* is :func:`train.retrain.train_epoch` fed by :class:`train.retrain.ShardedTensorLoader`
 over a synthetic uint8 split (random crop + flip, normalisation: the real data path). The *plain
 loop* is what one writes with timm — ``create_optimizer_v2`` (SGD), ``create_scheduler_v2``
 (cosine, per step), autocast, cross-entropy, backward, step — over batches pre-made on the
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
-from evaluators import TensorSplit
-from search.retrain import (DistInfo, RetrainConfig, RetrainContext, ShardedTensorLoader, create_optimizer,
+from train import TensorSplit
+from train.retrain import (DistInfo, RetrainConfig, RetrainContext, ShardedTensorLoader, create_optimizer,
                             create_precision, create_scheduler, param_groups, train_epoch)
 from space import get_preset
 

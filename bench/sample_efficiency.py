@@ -16,7 +16,7 @@ a real search.
 Hypervolume (Zitzler & Thiele 1998): objectives turned into minimisation, each scaled to [0, 1] by
 its minimum and maximum over the whole table, reference point 1.1 on every axis; quoted as a
 fraction of the hypervolume of the table's true Pareto front (1.0 = the whole front found). The
-exact computation is ``search.compare.hypervolume`` (Optuna's WFG).
+exact computation is ``search.results.compare.hypervolume`` (Optuna's WFG).
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def normaliser(rows: list[dict], objectives: Sequence[str]) -> Callable[[Sequenc
 
 def hypervolume(points: Sequence[Sequence[float]], reference: float = REFERENCE) -> float:
     """Exact hypervolume of normalised minimisation points below ``reference`` on every axis."""
-    from search.compare import hypervolume as exact
+    from search.results.compare import hypervolume as exact
 
     return exact(points, [reference] * len(points[0])) if len(points) else 0.0
 

@@ -13,11 +13,12 @@ from typing import Any
 import torch
 
 from space import Arch, build_model
+from train.checks import check_positive_int, resolve_device
+from train.data import DataBundle, make_loaders
+from train.engine import evaluate_accuracy, make_cosine_scheduler, make_sgd, train_one_epoch
+from train.methods import MethodRunner, MethodsConfig
 
-from .base import Report, check_positive_int, register_evaluator, resolve_device
-from .data import DataBundle, make_loaders
-from .methods import MethodRunner, MethodsConfig
-from .train import evaluate_accuracy, make_cosine_scheduler, make_sgd, train_one_epoch
+from .base import Report, register_evaluator
 
 
 class AccuracyEvaluator:
@@ -26,13 +27,13 @@ class AccuracyEvaluator:
     After every epoch ``e`` (1-based, = epochs completed) it calls ``report({"epoch", "val_acc",
     "val_loss", "train_loss", "train_acc", "lr"})``; ``report`` may raise to stop the trial (the
     exception propagates). Accuracies are fractions in [0, 1]. A diverged run raises
-    :class:`~evaluators.train.NonFiniteLossError`. The cosine schedule spans the whole budget, so a
+    :class:`~train.engine.NonFiniteLossError`. The cosine schedule spans the whole budget, so a
     trial stopped early was trained with a schedule planned for its full budget.
 
-    ``methods`` (:class:`~evaluators.methods.MethodsConfig`): GradInit before the first epoch (its
+    ``methods`` (:class:`~train.methods.MethodsConfig`): GradInit before the first epoch (its
     ``gradinit_*`` statistics join epoch 1's report), ELR logging (``elr``, ``si_norm`` every epoch) or
     fixed-ELR training. ``lr`` is used as given: apply the batch-size rule
-    (:meth:`~evaluators.methods.MethodRunner.scaled_lr`) before passing it. The last epoch's method
+    (:meth:`~train.methods.MethodRunner.scaled_lr`) before passing it. The last epoch's method
     metrics also join the returned dict.
     """
 
@@ -111,7 +112,7 @@ class AccuracyEvaluator:
 
 
 def _example() -> dict[str, Any]:
-    from .data import load_dataset
+    from train.data import load_dataset
 
     return {"data": load_dataset("digits"), "epochs": 1, "batch_size": 64}
 

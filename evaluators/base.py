@@ -8,13 +8,11 @@ scheduler can stop the trial early.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Protocol, runtime_checkable
-
-import torch
 
 from space import Arch
 from space.registry import Registry
+
 
 Report = Callable[[dict], None]
 
@@ -52,33 +50,3 @@ def create_evaluator(name: str, **kwargs: Any) -> Evaluator:
 def list_evaluators() -> list[str]:
     """Names of every registered evaluator, sorted."""
     return EVALUATORS.names()
-
-
-_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
-
-
-def resolve_device(device: str, *, field: str) -> torch.device:
-    """Validate a device string (``cpu``, ``cuda`` or ``cuda:N``) and return the ``torch.device``.
-
-    Raises ``ValueError`` naming ``field`` for a malformed string, and saying that CUDA is
-    unavailable (or that index N does not exist) when it is.
-    """
-    m = _DEVICE.match(device.strip().lower()) if isinstance(device, str) else None
-    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
-        raise ValueError(f"{field}: must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if m.group(1) == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ValueError(f"{field}: {device!r} requested but CUDA is unavailable on this machine; use 'cpu'")
-    index = int(m.group(2)) if m.group(2) is not None else torch.cuda.current_device()
-    if index >= torch.cuda.device_count():
-        raise ValueError(f"{field}: {device!r} requested but only {torch.cuda.device_count()} CUDA "
-                         f"device(s) exist (cuda:0..cuda:{torch.cuda.device_count() - 1})")
-    return torch.device("cuda", index)
-
-
-def check_positive_int(value: Any, field: str, *, minimum: int = 1) -> int:
-    """``value`` if it is an int >= ``minimum``; ``ValueError`` naming ``field`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field}: must be an integer >= {minimum}, got {value!r}")
-    return value

@@ -18,8 +18,9 @@ import torch
 import torch.nn as nn
 
 from space import Arch, build_model
+from train.checks import check_positive_int, resolve_device
 
-from .base import check_positive_int, register_evaluator, resolve_device
+from .base import register_evaluator
 
 
 def _check_shape(input_shape: Any) -> tuple[int, ...]:

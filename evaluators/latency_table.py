@@ -37,8 +37,9 @@ import yaml
 
 from space import Arch, Head, Stage, Stem, build_model, build_stage
 from space.registry import BLOCKS
+from train.checks import check_positive_int, resolve_device
 
-from .base import check_positive_int, register_evaluator, resolve_device
+from .base import register_evaluator
 from .latency import measure_latency
 
 FORMAT = "nas-latency-table/1"

@@ -1,10 +1,12 @@
-"""Which architectures, where: config, Optuna samplers through Ray Tune, storage, export, retrain, CLI.
+"""Which architectures to try, and where: config, Optuna samplers through Ray Tune, storage, resume, results, CLI.
 
 The only package that imports Optuna or Ray.
 """
-from .config import OBJECTIVES, Config, ConfigError, load_config, parse_config
-from .export import export_run, open_run, select_best
-from .run import init_ray, make_sampler, make_storage, run_search, search_from_config
+from .config import OBJECTIVES, Config, load_config, parse_config
+from .errors import ConfigError
+from .results import export_run, open_run, select_best
+from .run import init_ray, make_sampler, run_search, search_from_config
+from .storage import make_storage
 from .space_def import InvalidSample, SearchSpace
 
 __all__ = [

@@ -45,14 +45,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run
+    from .results.export import export_run
 
     export_run(Path(args.run_dir))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from evaluators import count_complexity, layer_table
+    from space.complexity import count_complexity, layer_table
     from space import build_model, load_arch
 
     arch = load_arch(args.arch)
@@ -86,7 +86,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     from space import load_arch
 
-    from .retrain import RetrainConfig, launch, retrain
+    from train.retrain import RetrainConfig, launch, retrain
 
     arch = load_arch(args.arch)
     names = {f.name for f in fields(RetrainConfig)}
@@ -104,12 +104,12 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """Compress a retrained network (Taylor pruning or LRPET); see :mod:`search.compress.pipeline`."""
+    """Compress a retrained network (Taylor pruning or LRPET); see :mod:`train.compress.pipeline`."""
     from dataclasses import fields
 
     from space import load_arch
 
-    from .compress import CompressConfig, compress, load_weights
+    from train.compress import CompressConfig, compress, load_weights
 
     arch = load_arch(args.arch)
     state = load_weights(args.ckpt)
@@ -139,7 +139,7 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """HTML report (plotly.js inline) and PNGs of a run, from its storage (search/report.py)."""
-    from .report import build_report
+    from .results.report import build_report
 
     build_report(Path(args.run_dir), out_dir=Path(args.out) if args.out else None, out=lambda s: print(s, flush=True))
     return 0
@@ -147,7 +147,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Presets trained with the run's proxy budget, data and seed; which the front dominates (search/compare.py)."""
-    from .compare import compare_presets
+    from .results.compare import compare_presets
 
     compare_presets(Path(args.run_dir), args.presets.split(","), data_dir=args.data_dir, threads=args.threads,
                     force=args.force, out=lambda s: print(s, flush=True))
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.set_defaults(func=cmd_show)
 
     r = sub.add_parser("retrain", help="train an architecture from scratch and report test accuracy",
-                       description="Train with timm's parts; unset options take search.retrain.RetrainConfig's "
+                       description="Train with timm's parts; unset options take train.retrain.RetrainConfig's "
                                    "defaults. Data parallel: --nproc N, or torchrun --nproc_per_node N -m "
                                    "search.cli retrain ... (batch size is per process, as in timm).")
     r.add_argument("arch", help="a YAML path or a preset name")
@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from space import SpecError
 
-    from .config import ConfigError
+    from .errors import ConfigError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -23,9 +23,12 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .config import Config, ConfigError
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 PROBE_TIMEOUT_S = 3.0
 CONNECT_RETRIES = "10"  # ~1 s each: Ray's default is 20, with a log line per attempt

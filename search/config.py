@@ -15,14 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import space
 from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS
 
+from .errors import ConfigError
+from .storage import check_storage_url
+
 OBJECTIVES = {"val_acc": "max", "flops": "min", "macs": "min", "params": "min", "latency_ms": "min"}
 """Objective name → direction. ``val_acc`` is always the first objective."""
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
-
-
-class ConfigError(ValueError):
-    """A bad config: ``str(err)`` is one line, ``field: problem``."""
 
 
 class _Model(BaseModel):
@@ -46,7 +45,7 @@ class DataConfig(_Model):
 class ProxyConfig(_Model):
     """Short proxy training of every sampled architecture (the accuracy objective).
 
-    The training methods (``evaluators.methods.MethodsConfig``): ``gradinit*`` (GradInit, Zhu et al. 2021),
+    The training methods (``train.methods.MethodsConfig``): ``gradinit*`` (GradInit, Zhu et al. 2021),
     ``lr_rule``/``lr_base_batch`` (``lr`` is the one tuned at ``lr_base_batch``; Granziol et al. 2022),
     ``elr``/``elr_radius`` (log or fix the effective lr of scale-invariant weights; Kodryan et al. 2022)."""
 
@@ -71,7 +70,7 @@ class LatencyConfig(_Model):
     """Latency on ``device``: ``measure`` each architecture (once; cached in the run folder) or ``predict``
     it from a per-unit ``table`` (``nas latency-table``; cheap, so ``constraints.max_latency_ms`` may use
     it). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
-    (search/latency_lock.py); ``lock_dir``: where its lock files live (default: the system temp folder)."""
+    (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: the system temp folder)."""
 
     device: str = "cpu"
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
@@ -284,34 +283,6 @@ class Config(_Model):
         return env or self.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def check_storage_url(url: str) -> Any:
-    """Parse an Optuna RDB URL (SQLAlchemy form) and check its driver is installed; ValueError says what is wrong."""
-    from sqlalchemy.engine import make_url
-
-    if not any(url.startswith(p) for p in ("sqlite:///", "postgresql", "mysql")):
-        raise ValueError("must be an Optuna RDB URL (sqlite:///path.db, postgresql://..., mysql://...)")
-    try:
-        parsed = make_url(url)
-        dialect = parsed.get_dialect()
-    except Exception as exc:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, ValueError (bad port)
-        raise ValueError(f"not a valid database URL ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
-    if parsed.get_backend_name() == "sqlite" and not parsed.database:
-        raise ValueError("sqlite needs a file: sqlite:///path/to/study.db (an in-memory database would be lost)")
-    if parsed.get_backend_name() != "sqlite" and not parsed.database:
-        raise ValueError(f"names no database: add /DBNAME, e.g. {parsed.get_backend_name()}://user@host:5432/nas")
-    if parsed.port is not None and not 0 < parsed.port < 65536:
-        raise ValueError(f"port {parsed.port} is out of range")
-    try:
-        dialect.import_dbapi()
-    except ImportError as exc:
-        backend = parsed.get_backend_name()
-        hint = {"postgresql": "postgresql+psycopg2://... (pip install psycopg2-binary)",
-                "mysql": "mysql+pymysql://... (pip install pymysql)"}.get(backend, "another driver")
-        raise ValueError(f"the {parsed.get_driver_name()!r} driver for {backend} is not installed "
-                         f"({exc.name or exc}); use {hint}") from None
-    return parsed
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "<config>"
@@ -352,7 +323,7 @@ def parse_config(data: Any) -> Config:
 
 def _check_methods(cfg: Config) -> None:
     """The proxy's training methods together (e.g. ``elr_radius`` only with ``elr: fixed``); proxy training is SGD."""
-    from evaluators.methods import MethodsConfig
+    from train.methods import MethodsConfig
 
     try:
         MethodsConfig.from_settings(cfg.proxy).check_optimizer("sgd")

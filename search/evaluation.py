@@ -16,7 +16,7 @@ from space import Arch
 
 from .config import Config
 from .faults import FaultInjector, train_with_oom_retry
-from .latency_lock import LatencyService
+from evaluators.latency_service import LatencyService
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -29,7 +29,7 @@ class ConstraintViolation(ValueError):
 
 def load_data(cfg: Config) -> Any:
     """The config's data set, loaded once per process."""
-    from evaluators import load_dataset
+    from train import load_dataset
 
     key = (cfg.data.name, cfg.data.data_dir, cfg.data.image_size, cfg.data.download)
     if key not in _DATA_CACHE:
@@ -50,7 +50,7 @@ class ArchEvaluation:
         if cfg.latency.mode == "predict":
             from evaluators.latency_table import LatencyPredictor
 
-            from .config import ConfigError
+            from .errors import ConfigError
 
             data = load_data(cfg)
             try:
@@ -60,7 +60,7 @@ class ArchEvaluation:
 
     def __call__(self, arch: Arch, report: Report | None = None) -> dict[str, Any]:
         from evaluators import AccuracyEvaluator, ComplexityEvaluator
-        from evaluators.methods import MethodRunner, MethodsConfig
+        from train.methods import MethodRunner, MethodsConfig
 
         if self.threads:
             torch.set_num_threads(self.threads)

@@ -1,6 +1,6 @@
 """Trial faults: what counts as one, the single out-of-memory retry, and test-only fault injection.
 
-A trial that raises, diverges (NaN/inf loss: :class:`evaluators.NonFiniteLossError`) or runs out of
+A trial that raises, diverges (NaN/inf loss: :class:`train.NonFiniteLossError`) or runs out of
 memory is recorded FAIL with its reason (``fail_reason``) and the search goes on. An out-of-memory
 error is first retried once with half the batch and, by the linear scaling rule (Goyal et al. 2017,
 "Accurate, Large Minibatch SGD", §2.1), half the learning rate; the trial records ``batch_size`` and

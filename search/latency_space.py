@@ -81,7 +81,7 @@ def build_space_table(space: SearchSpace, problem: Problem, *, device: str, batc
                       warmup: int, repeats: int, rounds: int = 3, context: Callable = contextlib.nullcontext,
                       out: Out = print) -> Any:
     """Measure every unit the space can build at ``problem.input_size`` into a new ``LatencyTable``."""
-    from evaluators.base import resolve_device
+    from train.checks import resolve_device
     from evaluators.latency_table import LatencyTable, Unit, add_unit, machine_info, stage_units
 
     resolve_device(device, field="--device")
@@ -216,10 +216,10 @@ def latency_table_command(cfg: Config, *, out_path: str | None, table_path: str 
                           warmup: int, repeats: int, rounds: int, n: int, calibrate_n: int, seed: int,
                           out: Out = print) -> int:
     """What ``nas latency-table`` does (see ``nas latency-table --help``)."""
-    from evaluators.base import resolve_device
+    from train.checks import resolve_device
     from evaluators.latency_table import LatencyPredictor, LatencyTable
 
-    from .latency_lock import MeasureGate
+    from evaluators.latency_gate import MeasureGate
 
     lat = cfg.latency
     table = LatencyTable.load(table_path, where="--table") if validate_only else None

@@ -20,11 +20,13 @@ from optuna.trial import TrialState
 from space import from_yaml
 
 from .cluster import claim_run, connect, record_driver, release_run
-from .config import OBJECTIVES, Config, ConfigError, dump_config
+from .config import OBJECTIVES, Config, dump_config
+from .errors import ConfigError
 from .faults import fault_kind
 from .scheduler import is_intermediate, make_scheduler
 from .searcher import NasOptunaSearch
 from .space_def import InvalidSample, SearchSpace
+from .storage import make_storage
 
 log = logging.getLogger("nas.search")
 
@@ -41,35 +43,6 @@ def make_sampler(name: str, *, seed: int, n_trials: int) -> optuna.samplers.Base
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"search.sampler: must be tpe, nsga2 or random, got {name!r}")
-
-
-class _RDBStorage(optuna.storages.RDBStorage):
-    """An RDB storage whose pickled form has no password: Ray pickles the searcher (and so the storage) into
-    the run folder. Unpickled in a process whose ``NAS_STORAGE_URL`` matches, it gets the password back."""
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "url": _masked(self.url)}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        env = os.environ.get("NAS_STORAGE_URL")
-        super().__setstate__({**state, "url": env} if env and _masked(env) == state["url"] else state)
-
-
-def _masked(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def make_storage(url: str, *, field: str = "storage") -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError (10 s connect timeout)."""
-    engine = None if url.startswith("sqlite") else {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-    try:
-        return _RDBStorage(url, engine_kwargs=engine)
-    except Exception as exc:  # sqlalchemy raises many types; all mean "cannot open this storage"
-        safe = url.split("@")[-1] if "@" in url else url
-        detail = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
-        raise ConfigError(f"{field}: cannot open {safe!r}: {type(exc).__name__}: {detail}") from None
 
 
 def close_interrupted(study: optuna.Study) -> int:
@@ -315,7 +288,7 @@ def search_from_config(cfg: Config, *, run_dir: Path, resume: bool = False,
 def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, space: SearchSpace, data: Any,
             out: Callable[[str], None]) -> optuna.Study:
     from .evaluation import ArchEvaluation
-    from .export import export_run
+    from .results.export import export_run
 
     n_prev = len(optuna.study.get_all_study_names(storage)) and _n_trials(storage, cfg.name)
     sampler = make_sampler(cfg.search.sampler, seed=cfg.search.seed + n_prev, n_trials=cfg.search.n_trials)

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from space import Arch, Head, SpecError, Stage, Stem
 from space.registry import BLOCKS
 
-from .config import ConfigError, SpaceConfig
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import SpaceConfig
 
 FIELDS = ("block", "order", "norm", "act", "attention", "depth", "width_mult")
 """Per-stage fields in drawing order; the offer of each depends on the ones drawn before it."""

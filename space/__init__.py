@@ -3,10 +3,10 @@ from . import activations, attention, blocks, norms  # noqa: F401  (registers th
 from .builder import NasNet, build_model, build_stage
 from .errors import SpecError
 from .layers import Layers, conv2d, conv_unit
-from .presets import get_preset, list_presets, preset_meta, wrn
+from .presets import get_preset, list_presets, load_arch, preset_meta, wrn
 from .registry import (ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, OptionSpec, Registry, register_activation,
                        register_attention, register_block, register_norm)
-from .spec import ORDERS, Arch, Head, Stage, Stem, from_dict, from_yaml, load_arch, to_dict, to_yaml
+from .spec import ORDERS, Arch, Head, Stage, Stem, from_dict, from_yaml, to_dict, to_yaml
 from . import timm_model  # noqa: E402,F401  (registers timm's "nas_arch" model)
 
 __all__ = [

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from .spec import Arch, Head, Stage, Stem, from_dict
+from .errors import SpecError
+from .spec import Arch, Head, Stage, Stem, from_dict, from_yaml
 
 _WRN = re.compile(r"^wrn[-_](\d+)[-_](\d+(?:\.\d+)?)$")
 
@@ -64,3 +65,17 @@ def preset_meta(name: str) -> dict[str, Any]:
     """The metadata stored with a fixed preset (paper, published params/FLOPs), or ``{}``."""
     entry = _table().get(name.strip().lower(), {})
     return {k: v for k, v in entry.items() if k != "arch"}
+
+
+def load_arch(path_or_name: str) -> Arch:
+    """An :class:`Arch` from a YAML file path or a preset name (``wrn-28-10``, ``ghostnet-1.0``)."""
+    p = Path(path_or_name)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise SpecError("<arch>", f"file {path_or_name!r} does not exist")
+        return from_yaml(p.read_text())
+    try:
+        return get_preset(path_or_name)
+    except ValueError:
+        raise SpecError("<arch>", f"{path_or_name!r} is neither a YAML file nor a preset; presets: "
+                                  f"{', '.join(list_presets())}, wrn-D-K") from None

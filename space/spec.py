@@ -335,21 +335,3 @@ def from_yaml(text: str) -> Arch:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError("<document>", f"is not valid YAML{at}: {problem}") from None
     return from_dict(data)
-
-
-def load_arch(path_or_name: str) -> Arch:
-    """An :class:`Arch` from a YAML file path or a preset name (``wrn-28-10``, ``ghostnet-1.0``)."""
-    from pathlib import Path
-
-    from .presets import get_preset, list_presets
-
-    p = Path(path_or_name)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise SpecError("<arch>", f"file {path_or_name!r} does not exist")
-        return from_yaml(p.read_text())
-    try:
-        return get_preset(path_or_name)
-    except ValueError:
-        raise SpecError("<arch>", f"{path_or_name!r} is neither a YAML file nor a preset; presets: "
-                                  f"{', '.join(list_presets())}, wrn-D-K") from None

@@ -25,7 +25,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from .builder import build_model
-from .spec import Arch, load_arch
+from .presets import load_arch
+from .spec import Arch
 
 DEFAULT_INPUT_SIZE = 224
 

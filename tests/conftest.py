@@ -1,4 +1,9 @@
-"""Shared fixtures. CPU only; a fixed seed; the shared CIFAR-10 subset located by NAS_DATA_DIR."""
+"""Shared fixtures. CPU only; a fixed seed; the digits bundle (loaded once); the shared CIFAR-10 subset located by
+NAS_DATA_DIR.
+
+Training tests pin torch to one intra-op thread: on this shared 2-core machine two threads under load were
+measured 10× slower than one, and results are only bit-identical at a fixed count.
+"""
 from __future__ import annotations
 
 import os
@@ -6,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from train import DataBundle, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NAS_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -24,3 +31,14 @@ def cifar_dir() -> Path:
     path = SHARED_DATA / "cifar-10-batches-py"
     assert path.is_dir(), f"shared CIFAR-10 subset not found at {path}; set NAS_DATA_DIR"
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def digits() -> DataBundle:
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def one_thread():
+    torch.set_num_threads(1)
+    yield

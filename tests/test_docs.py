@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from search.cli import build_parser
-from search.report_choices import FAMILIES, choice_rows
+from search.results.report_choices import FAMILIES, choice_rows
 
 from .search._tiny_run import tiny_run
 
@@ -83,7 +83,7 @@ def test_every_nas_command_line_parses():
 
 
 def test_paths_mentioned_exist():
-    paths = set(re.findall(r"\b((?:configs|bench|tests|search|space|evaluators)/[\w./-]+\.(?:yaml|py|json))", README))
+    paths = set(re.findall(r"\b((?:configs|bench|tests|search|space|train|evaluators|docs)/[\w./-]+\.(?:yaml|py|json))", README))
     assert any(p.startswith("configs/") for p in paths)
     missing = sorted(p for p in paths if not (ROOT / p).exists())
     assert not missing, f"README names files that do not exist: {missing}"
@@ -92,10 +92,10 @@ def test_paths_mentioned_exist():
 
 
 def test_choices_table_lists_exactly_the_registered_choices():
-    """Regenerate with `.venv/bin/python -m search.report_choices` when a choice is added."""
+    """Regenerate with `.venv/bin/python -m search.results.report_choices` when a choice is added."""
     keys = "|".join(re.escape(k) for k, _, _ in FAMILIES)
     rows = set(re.findall(rf"^\| `({keys})` \| `([a-z0-9_]+)` \|", README, flags=re.M))
     registered = set(choice_rows())
     assert not registered - rows, f"README's choices table lacks {sorted(registered - rows)}; regenerate it with " \
-                                  f"`.venv/bin/python -m search.report_choices`"
+                                  f"`.venv/bin/python -m search.results.report_choices`"
     assert not rows - registered, f"README's choices table lists unregistered {sorted(rows - registered)}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch.nn as nn
 
 import space
-from evaluators import ComplexityEvaluator, count_complexity, layer_table
+from space.complexity import count_complexity, layer_table
+from evaluators import ComplexityEvaluator
 
 
 def test_wrn_28_10_macs_match_published():

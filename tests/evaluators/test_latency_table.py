@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import space
-from evaluators import count_params
+from space.complexity import count_params
 from evaluators.latency_table import (LatencyPredictor, LatencyTable, PredictedLatencyEvaluator, Unit, arch_units,
                                       build_unit, fit_overhead, spearman, timed, unit_key)
 from space import Arch, Head, Stage, Stem, build_model

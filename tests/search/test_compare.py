@@ -9,8 +9,8 @@ import pytest
 
 from search import open_run
 from search.cli import main
-from search.compare import dominates, hypervolume, to_minimise
-from search.report import build_report
+from search.results.compare import dominates, hypervolume, to_minimise
+from search.results.report import build_report
 
 from ._tiny_run import copy_run, tiny_run
 

@@ -16,7 +16,7 @@ import optuna
 import pytest
 import torch
 
-from evaluators import NonFiniteLossError
+from train import NonFiniteLossError
 from search.config import parse_config
 from search.evaluation import ArchEvaluation
 from search.faults import (FAULT_KINDS, FaultInjector, InjectedFault, fault_kind, fault_summary, is_oom,

@@ -14,9 +14,10 @@ import torch
 import torch.nn as nn
 
 import space
-from search import latency_lock
+from evaluators import latency_service
 from search.config import parse_config
-from search.latency_lock import LatencyService, MeasureGate
+from evaluators.latency_gate import MeasureGate
+from evaluators.latency_service import LatencyService
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,9 +104,9 @@ def _latency_cfg(**overrides):
 
 @pytest.fixture
 def fresh_memo():
-    latency_lock._MEMO.clear()
+    latency_service._MEMO.clear()
     yield
-    latency_lock._MEMO.clear()
+    latency_service._MEMO.clear()
 
 
 def test_cache_hits_within_and_across_processes(tmp_path, fresh_memo):
@@ -122,7 +123,7 @@ def test_cache_hits_within_and_across_processes(tmp_path, fresh_memo):
     assert service.evaluate(arch, in_chans=1, num_classes=10)["latency_ms"] == 1.25
     assert service.evaluate(arch, in_chans=1, num_classes=10)["latency_ms"] == 1.25
     assert calls == [arch.arch_id]
-    latency_lock._MEMO.clear()  # as a fresh trial process: only the SQLite file remembers
+    latency_service._MEMO.clear()  # as a fresh trial process: only the SQLite file remembers
     again = LatencyService(_latency_cfg(), cache_path=cache, gate=gate, measure=fake)
     assert again.evaluate(arch, in_chans=1, num_classes=10)["latency_ms"] == 1.25 and len(calls) == 1
     other = LatencyService(_latency_cfg(batch_sizes=[4]), cache_path=cache, gate=gate, measure=fake)
@@ -140,7 +141,7 @@ def test_cache_hit_in_a_real_second_process(tmp_path, fresh_memo):
     code = f"""
 import space
 from search.config import parse_config
-from search.latency_lock import LatencyService
+from evaluators.latency_service import LatencyService
 def boom(*a):
     raise SystemExit('measured although cached')
 s = LatencyService(parse_config({{'latency': {{'batch_sizes': [1]}}}}).latency, cache_path={str(cache)!r}, measure=boom)

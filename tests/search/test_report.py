@@ -10,10 +10,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from evaluators import count_params
+from space.complexity import count_params
 from search import Config, open_run
 from search.cli import main
-from search.report import PNGS, build_report
+from search.results.report import PNGS, build_report
 from search.run import close_interrupted
 from space import build_model, from_yaml
 

@@ -23,8 +23,9 @@ import optuna
 import pytest
 
 from search.config import ConfigError, parse_config
-from search.export import export_run
-from search.run import _public_url, make_storage
+from search.results.export import export_run
+from search.run import _public_url
+from search.storage import make_storage
 
 PASSWORD = "pg-S3cret-for-nas-test"
 

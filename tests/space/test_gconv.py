@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluators.complexity import count_complexity
+from space.complexity import count_complexity
 from space import Arch, Layers, SpecError, Stage, Stem, build_model, get_preset
 from space.blocks.gconv import GConvBlock, GenerativeConv2d
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import yaml
 
-from evaluators.complexity import count_complexity
+from space.complexity import count_complexity
 from space import Arch, Head, Layers, SpecError, Stage, Stem, build_model, build_stage, get_preset, preset_meta
 from space.blocks.ghost import GhostBottleneck, NasGhostModule
 from space.blocks.gghost import GGhostStage, gghost_split

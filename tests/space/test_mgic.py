@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from evaluators.complexity import count_complexity
+from space.complexity import count_complexity
 from space import Arch, Layers, SpecError, Stage, Stem, build_model, get_preset
 from space.blocks.basic import BasicBlock
 from space.blocks.mgic import MGICBlock, MGICLevel, ResidualStep, level_widths

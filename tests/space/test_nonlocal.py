@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from evaluators.complexity import count_complexity
+from space.complexity import count_complexity
 from space import ATTENTIONS, Arch, Head, SpecError, Stage, Stem, build_model
 from space.attention.non_local import NonLocal, ScaledNonLocal
 

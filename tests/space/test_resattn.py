@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from evaluators.complexity import count_complexity
+from space.complexity import count_complexity
 from space import Arch, Layers, SpecError, Stage, Stem, build_model, build_stage, from_yaml, get_preset
 from space.blocks.bottleneck import Bottleneck
 from space.blocks.resattn import AttentionModule, SoftMaskBranch

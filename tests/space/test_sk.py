@@ -9,7 +9,7 @@ import torch
 import yaml
 from timm.layers import SelectiveKernel
 
-from evaluators.complexity import count_complexity
+from space.complexity import count_complexity
 from space import Arch, Layers, SpecError, Stage, Stem, build_model, get_preset
 from space.blocks.sk import SKBasic, SKBottleneck, SKConv
 

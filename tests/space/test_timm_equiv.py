@@ -8,7 +8,7 @@ import pytest
 import timm
 import yaml
 
-from evaluators import count_complexity
+from space.complexity import count_complexity
 from space import build_model, get_preset, preset_meta
 
 logging.getLogger("fvcore").setLevel(logging.ERROR)

@@ -1,0 +1,105 @@
+"""A trial's latency: measured once per architecture behind the gate (:mod:`.latency_gate`), cached
+(:mod:`.latency_cache`), or predicted.
+
+``mode: predict`` sums a per-unit table (:mod:`evaluators.latency_table`): cheap,
+so it may carry the hard constraint ``constraints.max_latency_ms``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from space import Arch
+
+from .latency_cache import LatencyCache
+from .latency_gate import MeasureGate
+
+_MEMO: dict[str, dict[str, float]] = {}
+
+Measure = Callable[[Arch, int, int], dict[str, float]]
+"""``measure(arch, in_chans, num_classes) -> metrics``: the expensive measurement (injectable in tests)."""
+
+
+class LatencyService:
+    """A trial's latency: ``evaluate(arch, in_chans=, num_classes=)`` and the ``training()`` gate.
+
+    Picklable (Ray ships it inside ``ArchEvaluation``): it holds the config, paths and, in predict
+    mode, the table's data; files and locks are opened per use.
+    """
+
+    def __init__(self, lat: Any, *, cache_path: str | Path | None = None, gate: MeasureGate | None = None,
+                 table: Any = None, measure: Measure | None = None) -> None:
+        if lat.mode == "predict" and table is None:
+            raise ValueError("latency.table: predict mode needs a table (build one with `nas latency-table`)")
+        self.lat = lat
+        self.cache = LatencyCache(cache_path) if cache_path is not None and lat.mode == "measure" else None
+        self.gate = gate
+        self.table = table
+        self._measure_fn = measure
+        self._predictor: Any = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, cache_path: str | Path | None = None) -> "LatencyService":
+        from .latency_table import LatencyTable
+
+        lat = cfg.latency
+        # Only a search that measures latency joins the gate: others neither wait nor make anyone wait.
+        measured = lat.mode == "measure" and "latency_ms" in cfg.objectives
+        gate = MeasureGate.for_device(lat.device, lat.lock_dir) if lat.isolate and measured else None
+        table = LatencyTable.load(lat.table) if lat.mode == "predict" else None
+        return cls(lat, cache_path=Path(cache_path).resolve() if cache_path else None, gate=gate, table=table)
+
+    @property
+    def cheap(self) -> bool:
+        return self.lat.mode == "predict"
+
+    def _context(self) -> contextlib.AbstractContextManager:
+        return self.gate.measuring() if self.gate is not None else contextlib.nullcontext()
+
+    def training(self) -> contextlib.AbstractContextManager:
+        """Context for a trial's training: passes the gate at every batch when ``latency.isolate``."""
+        return self.gate.training() if self.gate is not None else contextlib.nullcontext()
+
+    def key(self, arch: Arch, *, in_chans: int, num_classes: int) -> str:
+        lat = self.lat
+        return json.dumps([arch.arch_id, lat.device, list(lat.batch_sizes), arch.input_size, in_chans, num_classes,
+                           lat.threads])
+
+    def evaluate(self, arch: Arch, *, in_chans: int, num_classes: int) -> dict[str, float]:
+        if self.lat.mode == "predict":
+            return self._predict(arch, in_chans, num_classes)
+        key = self.key(arch, in_chans=in_chans, num_classes=num_classes)
+        if key not in _MEMO:
+            found = self.cache.get(key) if self.cache is not None else None
+            if found is None:
+                with self._context():
+                    found = self.cache.get(key) if self.cache is not None else None  # a racing trial may have won
+                    if found is None:
+                        found = self._measure(arch, in_chans, num_classes)
+                        if self.cache is not None:
+                            self.cache.put(key, arch.arch_id, found)
+            _MEMO[key] = found
+        return dict(_MEMO[key])
+
+    def _measure(self, arch: Arch, in_chans: int, num_classes: int) -> dict[str, float]:
+        if self._measure_fn is not None:
+            return self._measure_fn(arch, in_chans, num_classes)
+        from .latency import LatencyEvaluator
+
+        lat = self.lat
+        return LatencyEvaluator(num_classes=num_classes, in_chans=in_chans, device=lat.device,
+                                batch_sizes=tuple(lat.batch_sizes), warmup=lat.warmup, repeats=lat.repeats,
+                                threads=lat.threads).evaluate(arch)
+
+    def _predict(self, arch: Arch, in_chans: int, num_classes: int) -> dict[str, float]:
+        from .latency_table import PredictedLatencyEvaluator
+
+        if self._predictor is None:
+            self._predictor = PredictedLatencyEvaluator(table=self.table, in_chans=in_chans, num_classes=num_classes,
+                                                        context=self._context)
+        return self._predictor.evaluate(arch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_predictor": None}

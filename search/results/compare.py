@@ -1,0 +1,208 @@
+"""``nas compare RUN_DIR --presets ...``: hand-designed networks measured exactly like the run's trials.
+
+Each preset (a name such as ``wrn-16-4`` or a YAML path) gets its ``input_size`` replaced by the
+data's and is evaluated by the run's own :class:`~search.evaluation.ArchEvaluation`: the same data,
+validation split, seed, proxy budget and latency settings as every trial, and the run's latency
+cache (``latency_cache.sqlite``), so latency is measured the way the search measured it (once per
+architecture, behind the machine-wide measurement gate; or predicted from the same table). The
+config's hard ``constraints`` and any test fault injection are lifted, so a preset above a limit is
+still measured (its row lists the limits it exceeds). The front's numbers are the stored ones.
+
+A preset is *dominated* by a front architecture when the architecture is at least as good in every
+objective of the run and strictly better in one (Pareto dominance; Deb et al. 2002, §II).
+Results go to ``RUN_DIR/compare.json`` and ``compare.csv`` (merged with earlier rows, keyed by preset
+name; a preset already measured with the same ``arch_id`` is reused unless ``force``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from space import Arch, load_arch
+
+from ..config import OBJECTIVES, Config, ConstraintsConfig
+from .export import open_run
+
+CSV_COLUMNS = ("name", "arch_id", "status", "val_acc", "macs", "flops", "params", "latency_ms", "epochs",
+               "train_seconds", "over_constraints", "dominated_by", "dominates", "reason")
+
+
+def to_minimise(values: Sequence[float], objectives: Sequence[str]) -> list[float]:
+    """Objective values with every maximised objective negated, so that smaller is better everywhere."""
+    return [-float(v) if OBJECTIVES[o] == "max" else float(v) for v, o in zip(values, objectives)]
+
+
+def dominates(a: Sequence[float], b: Sequence[float], objectives: Sequence[str]) -> bool:
+    """Pareto dominance: ``a`` is no worse than ``b`` in every objective and better in at least one."""
+    x, y = to_minimise(a, objectives), to_minimise(b, objectives)
+    return all(p <= q for p, q in zip(x, y)) and any(p < q for p, q in zip(x, y))
+
+
+def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """Exact hypervolume (Zitzler & Thiele 1998) of minimisation ``points`` below ``reference``;
+    points not strictly better than the reference in every coordinate add nothing. Optuna's WFG."""
+    from optuna._hypervolume import compute_hypervolume
+
+    ref = np.asarray(reference, dtype=float)
+    pts = np.asarray([p for p in points if np.all(np.asarray(p, dtype=float) < ref)], dtype=float)
+    return float(compute_hypervolume(pts, ref)) if len(pts) else 0.0
+
+
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto front over COMPLETE trials (empty when there is none)."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    return list(study.best_trials)
+
+
+def trial_metrics(t: FrozenTrial, objectives: Sequence[str]) -> dict[str, Any]:
+    """Objective values and recorded side metrics of a trial, by name."""
+    m = {k: t.user_attrs[k] for k in ("params", "flops", "macs", "latency_ms", "epochs") if k in t.user_attrs}
+    if t.values is not None:
+        m.update(zip(objectives, t.values))
+    return m
+
+
+def load_compare(run_dir: Path) -> dict[str, Any] | None:
+    """``RUN_DIR/compare.json`` if ``nas compare`` has written it, else None."""
+    path = Path(run_dir) / "compare.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _resolve(presets: Sequence[str], input_size: int) -> list[tuple[str, Arch]]:
+    """Every preset resolved before anything trains (a bad name stops the command at once)."""
+    out = []
+    for name in presets:
+        name = name.strip()
+        if name:
+            out.append((name, load_arch(name).replace(input_size=input_size)))
+    if not out:
+        raise ValueError("--presets: give at least one preset name or YAML path")
+    return out
+
+
+def _measure(name: str, arch: Arch, evaluate: Any, cfg: Config, out: Callable[[str], None]) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "arch_id": arch.arch_id, "arch_yaml": arch.to_yaml()}
+    epochs = cfg.proxy.epochs
+    t0 = time.perf_counter()
+
+    def report(m: dict[str, Any]) -> None:
+        out(f"  {name}: epoch {m['epoch']}/{epochs}  val_acc {m['val_acc']:.4f}  "
+            f"({time.perf_counter() - t0:.0f}s)")
+
+    try:
+        m = evaluate(arch, report)
+    except Exception as exc:  # an impossible preset (too small an input, ...) is a row with its reason
+        return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+    row.update({k: m[k] for k in ("val_acc", "macs", "flops", "params", "latency_ms", "epochs", "train_seconds")
+                if k in m})
+    over = [k for k in ("params", "macs", "latency_ms") if getattr(cfg.constraints, f"max_{k}") is not None
+            and m.get(k) is not None and m[k] > getattr(cfg.constraints, f"max_{k}")]
+    return {**row, "status": "ok", "over_constraints": over}
+
+
+def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.storages.BaseStorage | None = None,
+                    data_dir: str | None = None, threads: int | None = None, force: bool = False,
+                    out: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure ``presets`` under the run's proxy evaluation; write compare.json/.csv; return the document."""
+    from ..evaluation import ArchEvaluation, load_data
+
+    run_dir = Path(run_dir)
+    study, cfg = open_run(run_dir, storage)
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": data_dir})})
+    data = load_data(cfg)
+    todo = _resolve(presets, data.input_size)
+    threads = threads or max(1, int(cfg.ray.cpus_per_trial))
+    lifted = cfg.model_copy(update={"constraints": ConstraintsConfig(),
+                                    "faults": cfg.faults.model_copy(update={"inject": None})})
+    evaluate = ArchEvaluation(lifted, threads=threads, latency_cache=run_dir / "latency_cache.sqlite")
+    objectives = cfg.objectives
+    previous = {r["name"]: r for r in (load_compare(run_dir) or {}).get("presets", [])}
+    rows = dict(previous)
+    front = front_trials(study)
+    front_rows = [{"number": t.number, "arch_id": t.user_attrs.get("arch_id"), **trial_metrics(t, objectives)}
+                  for t in front]
+    head = {"run": str(run_dir), "study_name": study.study_name, "objectives": objectives,
+            "directions": [OBJECTIVES[o] for o in objectives], "data": cfg.data.model_dump(mode="json"),
+            "input_size": data.input_size, "proxy": cfg.proxy.model_dump(mode="json"), "seed": cfg.search.seed,
+            "latency": cfg.latency.model_dump(mode="json"), "threads": threads}
+    for name, arch in todo:
+        old = previous.get(name)
+        if old and not force and old.get("status") == "ok" and old.get("arch_id") == arch.arch_id:
+            out(f"{name}: reusing the earlier measurement in compare.json (--force to redo)")
+            continue
+        out(f"{name}: {arch.arch_id}, training {cfg.proxy.epochs} proxy epochs on {cfg.data.name} "
+            f"({data.input_size}×{data.input_size})")
+        rows[name] = _measure(name, arch, evaluate, cfg, out)
+        _write(run_dir, head, front_rows, rows)  # after every preset: an interruption keeps what is done
+    doc = _write(run_dir, head, front_rows, rows)
+    out(format_table(doc))
+    return doc
+
+
+def _write(run_dir: Path, head: dict[str, Any], front_rows: list[dict[str, Any]],
+           rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    for r in rows.values():
+        _dominance(r, front_rows, head["objectives"])
+    doc = {**head, "generated": time.strftime("%Y-%m-%dT%H:%M:%S"), "front": front_rows,
+           "presets": list(rows.values())}
+    tmp = run_dir / "compare.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(run_dir / "compare.json")
+    _write_csv(run_dir / "compare.csv", doc["presets"])
+    return doc
+
+
+def _dominance(row: dict[str, Any], front_rows: list[dict[str, Any]], objectives: Sequence[str]) -> None:
+    if row.get("status") != "ok":
+        row["dominated_by"], row["dominates"] = [], []
+        return
+    mine = [row[o] for o in objectives]
+    row["dominated_by"] = [f["number"] for f in front_rows if dominates([f[o] for o in objectives], mine, objectives)]
+    row["dominates"] = [f["number"] for f in front_rows if dominates(mine, [f[o] for o in objectives], objectives)]
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, **{k: " ".join(str(x) for x in r.get(k) or []) for k in
+                                ("over_constraints", "dominated_by", "dominates")}})
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    """The comparison as a fixed-width text table, then one line: which presets the front dominates."""
+    objectives = doc["objectives"]
+    w = max([16] + [len(r["name"]) + 2 for r in doc["presets"]])
+    lines = [f"{'preset':<{w}}{'arch_id':<14}{'params':>11}{'MACs (M)':>10}{'val_acc':>9}"
+             + (f"{'lat (ms)':>10}" if "latency_ms" in objectives else "")
+             + "  dominated by front trials"]
+    for r in doc["presets"]:
+        if r.get("status") != "ok":
+            lines.append(f"{r['name']:<{w}}{r['arch_id']:<14}  failed: {r.get('reason', '')}")
+            continue
+        lat = f"{r['latency_ms']:>10.3f}" if "latency_ms" in objectives else ""
+        by = ", ".join(f"#{n}" for n in r["dominated_by"]) or "— (not dominated)"
+        if r["dominates"]:
+            by += f"; it dominates front trial(s) {', '.join(f'#{n}' for n in r['dominates'])}"
+        lines.append(f"{r['name']:<{w}}{r['arch_id']:<14}{int(r['params']):>11,}{r['macs'] / 1e6:>10.2f}"
+                     f"{r['val_acc']:>9.4f}{lat}  {by}")
+    front = doc["front"]
+    lines.append(f"{'front':<{w}}{len(front)} architecture(s): " + ", ".join(
+        f"#{f['number']} val_acc {f['val_acc']:.4f} MACs {f['macs'] / 1e6:.2f}M"
+        + (f" lat {f['latency_ms']:.3f}ms" if "latency_ms" in objectives else "") for f in front))
+    ok = [r for r in doc["presets"] if r.get("status") == "ok"]
+    dominated = [r["name"] for r in ok if r["dominated_by"]]
+    lines.append(f"the front dominates {len(dominated)} of {len(ok)} preset(s)"
+                 + (f": {', '.join(dominated)}" if dominated else "")
+                 + f" (objectives {', '.join(objectives)}; proxy {doc['proxy']['epochs']} epochs, seed {doc['seed']})")
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""Re-derive a run's outputs from its Optuna storage alone.
+
+Writes into the run folder: ``trials.csv`` (one row per trial: number, state, arch_id, every
+objective and side metric, duration, failure reason), ``pareto/<arch_id>.yaml`` for the Pareto
+front, ``best.yaml`` by the config's ``select`` rule, ``pareto.png`` and ``summary.json``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from space import from_yaml
+
+from ..config import OBJECTIVES, Config
+from ..errors import ConfigError
+from ..faults import fault_summary
+
+COLUMNS = ("number", "state", "arch_id", "val_acc", "macs", "flops", "params", "latency_ms", "epochs",
+           "duration_s", "datetime_start", "fail_reason")
+
+
+def open_run(run_dir: Path, storage: optuna.storages.BaseStorage | None = None) -> tuple[optuna.Study, Config]:
+    """The study and config of a run folder (storage from run.json, ``study.db`` or NAS_STORAGE_URL)."""
+    from ..storage import make_storage
+
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "run.json"
+    if not meta_path.is_file():
+        raise ConfigError(f"RUN_DIR: {str(run_dir)!r} is not a run folder (no run.json)")
+    meta = json.loads(meta_path.read_text())
+    if storage is None:
+        url = meta["storage"]
+        if url == "env:NAS_STORAGE_URL":
+            url = os.environ.get("NAS_STORAGE_URL") or ""
+            if not url:
+                raise ConfigError("NAS_STORAGE_URL: the run used it for its storage; set it again to export")
+        elif (run_dir / "study.db").is_file():
+            url = f"sqlite:///{(run_dir / 'study.db').resolve()}"
+        storage = make_storage(url)
+    study = optuna.load_study(study_name=meta["study_name"], storage=storage)
+    cfg = Config.model_validate(study.user_attrs["config"])
+    return study, cfg
+
+
+def trial_row(t: FrozenTrial, objectives: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {"number": t.number, "state": t.state.name, "arch_id": t.user_attrs.get("arch_id", "")}
+    for key in COLUMNS[3:9]:
+        row[key] = t.user_attrs.get(key, "")
+    if t.values is not None:
+        row.update(dict(zip(objectives, t.values)))
+    row["duration_s"] = f"{t.duration.total_seconds():.2f}" if t.duration is not None else ""
+    row["datetime_start"] = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else ""
+    row["fail_reason"] = t.user_attrs.get("fail_reason", "") if t.state != TrialState.COMPLETE else ""
+    return row
+
+
+def select_best(trials: list[FrozenTrial], cfg: Config) -> FrozenTrial | None:
+    """Highest val_acc among COMPLETE trials within every ``select`` budget; ties → fewer MACs."""
+    objectives = cfg.objectives
+
+    def value(t: FrozenTrial, key: str) -> float | None:
+        if key in objectives:
+            return t.values[objectives.index(key)]
+        v = t.user_attrs.get(key)
+        return float(v) if v is not None else None
+
+    ok = []
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        within = True
+        for key in ("flops", "macs", "params", "latency_ms"):
+            limit = getattr(cfg.select, f"max_{key}")
+            v = value(t, key)
+            if limit is not None and (v is None or v > limit):
+                within = False
+        if within:
+            ok.append(t)
+    if not ok:
+        return None
+    return max(ok, key=lambda t: (value(t, "val_acc"), -(value(t, "macs") or 0.0)))
+
+
+def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = None,
+               out: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write trials.csv, pareto/, best.yaml, pareto.png and summary.json; return the summary."""
+    run_dir = Path(run_dir)
+    study, cfg = open_run(run_dir, storage)
+    trials = study.get_trials(deepcopy=False)
+    objectives = cfg.objectives
+    with open(run_dir / "trials.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        for t in trials:
+            w.writerow(trial_row(t, objectives))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    front = study.best_trials if complete else []
+    pareto = run_dir / "pareto"
+    pareto.mkdir(exist_ok=True)
+    for old in pareto.glob("*.yaml"):
+        old.unlink()
+    for t in front:
+        arch = from_yaml(t.user_attrs["arch_yaml"])
+        (pareto / f"{arch.arch_id}.yaml").write_text(arch.to_yaml())
+    best = select_best(trials, cfg)
+    if best is not None:
+        (run_dir / "best.yaml").write_text(best.user_attrs["arch_yaml"])
+    elif (run_dir / "best.yaml").exists():
+        (run_dir / "best.yaml").unlink()
+    states = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    summary = {
+        "study_name": study.study_name, "objectives": objectives,
+        "directions": [OBJECTIVES[o] for o in objectives], "n_trials": len(trials),
+        "states": {k: v for k, v in states.items() if v},
+        "front": [{"number": t.number, "arch_id": t.user_attrs.get("arch_id"),
+                   **dict(zip(objectives, t.values))} for t in front],
+        "best": None if best is None else {"number": best.number, "arch_id": best.user_attrs.get("arch_id"),
+                                            **dict(zip(objectives, best.values))},
+        "select": cfg.select.model_dump(),
+        "faults": fault_summary(trials),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if complete:
+        plot_front(run_dir / "pareto.png", complete, front, objectives)
+    out(f"exported {len(trials)} trials ({summary['states']}); front of {len(front)} → {pareto}/")
+    if best is not None:
+        vals = ", ".join(f"{k}={v:.4g}" for k, v in zip(objectives, best.values))
+        out(f"best (rule: highest val_acc within select budgets): trial {best.number} "
+            f"{best.user_attrs.get('arch_id')} {vals} → {run_dir / 'best.yaml'}")
+    else:
+        out("no complete trial satisfies the select budgets; best.yaml not written")
+    return summary
+
+
+def plot_front(path: Path, complete: list[FrozenTrial], front: list[FrozenTrial], objectives: list[str]) -> None:
+    """Accuracy against each cost objective (MACs in millions, log axis), front highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    costs = [o for o in objectives if o != "val_acc"] or ["macs"]
+    fig, axes = plt.subplots(1, len(costs), figsize=(5.5 * len(costs), 4.2), squeeze=False)
+    front_ids = {t.number for t in front}
+
+    def cost(t: FrozenTrial, key: str) -> float:
+        v = t.values[objectives.index(key)] if key in objectives else t.user_attrs.get(key, float("nan"))
+        return float(v) / (1e6 if key in ("macs", "flops", "params") else 1.0)
+
+    for ax, key in zip(axes[0], costs):
+        others = [t for t in complete if t.number not in front_ids]
+        ax.scatter([cost(t, key) for t in others], [t.values[0] for t in others], c="0.6", s=18, label="trials")
+        pts = sorted(front, key=lambda t: cost(t, key))
+        ax.scatter([cost(t, key) for t in pts], [t.values[0] for t in pts], c="tab:red", s=30,
+                   label="Pareto front")
+        ax.set_xlabel(f"{key} (M)" if key in ("macs", "flops", "params") else key)
+        ax.set_ylabel("validation accuracy")
+        if key in ("macs", "flops", "params"):
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,70 @@
+"""Optuna storage: RDB URLs checked before anything starts, and a storage whose pickled form has no password.
+
+SQLite is the default (``RUN/study.db``); PostgreSQL or MySQL come from ``storage:`` in the config or
+the ``NAS_STORAGE_URL`` environment variable (the only place a password may live).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import optuna
+
+from .errors import ConfigError
+
+
+def check_storage_url(url: str) -> Any:
+    """Parse an Optuna RDB URL (SQLAlchemy form) and check its driver is installed; ValueError says what is wrong."""
+    from sqlalchemy.engine import make_url
+
+    if not any(url.startswith(p) for p in ("sqlite:///", "postgresql", "mysql")):
+        raise ValueError("must be an Optuna RDB URL (sqlite:///path.db, postgresql://..., mysql://...)")
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except Exception as exc:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, ValueError (bad port)
+        raise ValueError(f"not a valid database URL ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if parsed.get_backend_name() == "sqlite" and not parsed.database:
+        raise ValueError("sqlite needs a file: sqlite:///path/to/study.db (an in-memory database would be lost)")
+    if parsed.get_backend_name() != "sqlite" and not parsed.database:
+        raise ValueError(f"names no database: add /DBNAME, e.g. {parsed.get_backend_name()}://user@host:5432/nas")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ValueError(f"port {parsed.port} is out of range")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        backend = parsed.get_backend_name()
+        hint = {"postgresql": "postgresql+psycopg2://... (pip install psycopg2-binary)",
+                "mysql": "mysql+pymysql://... (pip install pymysql)"}.get(backend, "another driver")
+        raise ValueError(f"the {parsed.get_driver_name()!r} driver for {backend} is not installed "
+                         f"({exc.name or exc}); use {hint}") from None
+    return parsed
+
+
+class _RDBStorage(optuna.storages.RDBStorage):
+    """An RDB storage whose pickled form has no password: Ray pickles the searcher (and so the storage) into
+    the run folder. Unpickled in a process whose ``NAS_STORAGE_URL`` matches, it gets the password back."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "url": _masked(self.url)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        env = os.environ.get("NAS_STORAGE_URL")
+        super().__setstate__({**state, "url": env} if env and _masked(env) == state["url"] else state)
+
+
+def _masked(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_storage(url: str, *, field: str = "storage") -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError (10 s connect timeout)."""
+    engine = None if url.startswith("sqlite") else {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    try:
+        return _RDBStorage(url, engine_kwargs=engine)
+    except Exception as exc:  # sqlalchemy raises many types; all mean "cannot open this storage"
+        safe = url.split("@")[-1] if "@" in url else url
+        detail = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
+        raise ConfigError(f"{field}: cannot open {safe!r}: {type(exc).__name__}: {detail}") from None
