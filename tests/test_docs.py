@@ -1,5 +1,5 @@
-"""README.md cannot drift: its ```python blocks run, its `nas` commands parse, the paths it names exist, and its
-table of search-space choices lists exactly the registered choices."""
+"""README.md and docs/*.md cannot drift: their ```python blocks run, their `nas` commands parse, the paths and
+links they name exist, and docs/choices.md is exactly what the registries generate."""
 from __future__ import annotations
 
 import re
@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from search.cli import build_parser
-from search.results.report_choices import FAMILIES, choice_rows
+from space.choices import choices_page
 
 from .search._tiny_run import tiny_run
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+README = "\n".join(p.read_text() for p in PAGES)  # every page, checked as one text
 
 
 def _blocks(lang: str) -> list[str]:
@@ -91,11 +92,18 @@ def test_paths_mentioned_exist():
         assert re.search(rf"^{re.escape(target)}:", (ROOT / "Makefile").read_text(), flags=re.M), f"make {target}"
 
 
-def test_choices_table_lists_exactly_the_registered_choices():
-    """Regenerate with `.venv/bin/python -m search.results.report_choices` when a choice is added."""
-    keys = "|".join(re.escape(k) for k, _, _ in FAMILIES)
-    rows = set(re.findall(rf"^\| `({keys})` \| `([a-z0-9_]+)` \|", README, flags=re.M))
-    registered = set(choice_rows())
-    assert not registered - rows, f"README's choices table lacks {sorted(registered - rows)}; regenerate it with " \
-                                  f"`.venv/bin/python -m search.results.report_choices`"
-    assert not rows - registered, f"README's choices table lists unregistered {sorted(rows - registered)}"
+def test_choices_page_is_generated_from_the_registries():
+    page = (ROOT / "docs" / "choices.md").read_text()
+    assert page == choices_page(), "docs/choices.md is stale (a choice was added, removed or re-documented); " \
+                                   "regenerate it with `.venv/bin/python -m space.choices --write docs/choices.md`"
+
+
+def test_links_between_pages_resolve():
+    for page in PAGES:
+        for target in re.findall(r"\]\(((?:docs/)?[\w.-]+\.md)(?:#[\w-]+)?\)", page.read_text()):
+            base = ROOT if page.name == "README.md" else page.parent
+            assert (base / target).exists() or (ROOT / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_readme_is_a_front_door():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300

@@ -51,10 +51,14 @@ def samples(full) -> list[tuple[dict, Arch | InvalidSample]]:
 
 def test_full_space_opens_every_searchable_choice(full):
     c = full.cfg
-    assert set(c.block) == {e.name for e in BLOCKS if e.meta.get("searchable", True)}
+    for key, have, want in (("block", c.block, [e.name for e in BLOCKS if e.meta.get("searchable", True)]),
+                            ("norm", c.norm, NORMS.names()), ("attention", c.attention, ATTENTIONS.names()),
+                            ("order", c.order, ORDERS)):
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        assert not missing, f"configs/full_space.yaml does not open the registered {key} choice(s) {missing}: add " \
+                            f"them to space.{key} (or register a block with searchable=False if it is an export format)"
+        assert not extra, f"configs/full_space.yaml opens {key} choice(s) {extra} that are not searchable"
     assert {"basic_slim", "basic_lowrank"} <= set(BLOCKS.names()) - set(c.block)
-    assert set(c.norm) == set(NORMS.names()) and set(c.attention) == set(ATTENTIONS.names())
-    assert set(c.order) == set(ORDERS)
     assert {"relu", "elu"} <= set(c.act) <= set(ACTIVATIONS.names()) and len(c.act) >= 5
     assert full.size() > 10 ** 9
 

@@ -1,17 +1,17 @@
-"""The README's table of search-space choices, generated from the registries.
+"""The documentation page of search-space choices (docs/choices.md), generated from the registries.
 
-    .venv/bin/python -m search.results.report_choices      # prints the Markdown table to paste into README.md
+    .venv/bin/python -m space.choices --write docs/choices.md     # rewrite the page after adding a choice
 
 One row per registered block, norm, attention and activation: its config key (``space.block`` ...),
 its name, the paper it implements (found in its one-line doc), what it does (the doc) and its options
 with defaults (for ``space.block_args`` / ``norm_args`` / ``attn_args``). tests/test_docs.py checks
-that README.md has a row for every registered choice and none for an unregistered one.
+that docs/choices.md is exactly what this module generates, and says to run the command above when not.
 """
 from __future__ import annotations
 
 import re
 
-from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, Entry
+from .registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, Entry
 
 FAMILIES = (("space.block", BLOCKS, "block_args"), ("space.norm", NORMS, "norm_args"),
             ("space.attention", ATTENTIONS, "attn_args"), ("space.act", ACTIVATIONS, ""))
@@ -70,5 +70,34 @@ def choices_markdown() -> str:
     return "\n".join(lines)
 
 
+PAGE_INTRO = """# Search-space choices
+
+Every registered choice, its config key, the paper it implements and its options (fixed per choice
+with `space.block_args` / `norm_args` / `attn_args`; defaults shown). Unit orders (`space.order`):
+`post` (conv→norm→act, ResNet), `pre` (norm→act→conv, WRN), `white_conv` (whitening before the
+conv); a block is only offered the orders it lists. This page is generated from the registries:
+`.venv/bin/python -m space.choices --write docs/choices.md` (a test fails when it is stale).
+"""
+
+
+def choices_page() -> str:
+    """The whole docs/choices.md page: the intro and the table."""
+    return f"{PAGE_INTRO}\n{choices_markdown()}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m space.choices", description="the page of search-space choices")
+    parser.add_argument("--write", metavar="PATH", help="write the page there (default: print it)")
+    args = parser.parse_args(argv)
+    if args.write:
+        Path(args.write).write_text(choices_page())
+    else:
+        print(choices_page(), end="")
+    return 0
+
+
 if __name__ == "__main__":
-    print(choices_markdown())
+    raise SystemExit(main())
