@@ -22,7 +22,7 @@ writes): objectives turned into minimisation and scaled to [0, 1] by their minim
 COMPLETE trials of *both* runs, reference point 1.1 on every axis (the convention of
 bench/sample_efficiency.py); exact computation by Optuna (WFG for 3+ objectives). Measured latency is
 noisy, so an architecture's latency is the mean of its measurements over both runs (MACs and accuracy
-are deterministic). Aim (issue 5): ≤ 40 % of the compute for ≥ 90 % of the hypervolume.
+are deterministic). Aim: ≤ 40 % of the compute for ≥ 90 % of the hypervolume.
 """
 from __future__ import annotations
 

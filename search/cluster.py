@@ -67,13 +67,24 @@ def use_token_auth_if_available() -> bool:
     if not (os.environ.get("RAY_AUTH_TOKEN") or path.is_file()):
         return False
     os.environ["RAY_AUTH_MODE"] = "token"
-    try:  # Ray caches its config at import; refresh it the way Ray itself does
+    refresh_ray_config()
+    return True
+
+
+def refresh_ray_config() -> None:
+    """Make an already imported Ray re-read its environment (``RAY_AUTH_MODE``).
+
+    Ray reads its C++ config once, at import; the only way to refresh it is the private
+    ``ray._raylet.Config.initialize`` that Ray itself calls at start-up (no public API exists in Ray 2.x).
+    Kept in this one function so the private access is in one place; an older/newer Ray without it reads
+    the variable at ``ray.init``.
+    """
+    try:
         from ray._raylet import Config as RayletConfig
 
         RayletConfig.initialize("")
-    except Exception:  # noqa: BLE001 - an older/newer Ray without it reads the variable at init
+    except Exception:  # noqa: BLE001 - see above
         pass
-    return True
 
 
 @contextmanager

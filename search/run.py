@@ -54,13 +54,24 @@ def close_interrupted(study: optuna.Study) -> int:
     """
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the search driver stopped")
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        _close_as_interrupted(study, t)
         if "arch_id" in t.user_attrs:
             study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
         n += 1
     return n
+
+
+def _close_as_interrupted(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+    """Mark a RUNNING trial FAIL with the reason 'interrupted'.
+
+    Optuna has no public API to set user attributes on a trial the caller did not ask for (``study.tell``
+    takes no attributes, and ``Trial`` needs the storage's trial id), so this reaches the storage through
+    ``study._storage`` and ``FrozenTrial._trial_id``, here only.
+    """
+    storage, trial_id = study._storage, t._trial_id
+    storage.set_trial_user_attr(trial_id, "fail_reason", "interrupted: the search driver stopped")
+    storage.set_trial_user_attr(trial_id, "interrupted", True)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def budget_used(study: optuna.Study) -> int:

@@ -1,4 +1,4 @@
-"""Full-scale retraining (issue 4): timm parts, sharded loader, exact resume, AMP, logs, timm model entry.
+"""Full-scale retraining: timm parts, sharded loader, exact resume, AMP, logs, timm model entry.
 
 Every training run here is a tiny WRN on the bundled digits (1,437 training images, 16×16), one
 CPU thread, so runs are bit-reproducible.

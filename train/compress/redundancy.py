@@ -1,6 +1,6 @@
 """Per-layer redundancy from accumulated gradient matrices, and a pruning budget derived from it.
 
-The seed paper's exact estimator is not available; this is the documented reading used here.
+The exact estimator of the gradient-redundancy paper could not be read here; this is our documented reading.
 
 Estimate. For a conv ``l`` with weight gradient ``G_b`` on mini-batch ``b`` reshaped to
 ``C_out × C_in·k²``, accumulate the output-side Gram matrix ``S_l = Σ_b G_b G_bᵀ`` (``C_out × C_out``).

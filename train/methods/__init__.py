@@ -1,4 +1,4 @@
-"""Seed training methods (issue 4), pure torch so that proxy training (evaluators) and retraining
+"""Training-side methods, pure torch so that proxy training (evaluators) and retraining
 (``train.methods`` callbacks) share one implementation.
 
 - :func:`gradinit` — learned per-tensor init scales (Zhu et al., NeurIPS 2021);

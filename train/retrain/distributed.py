@@ -80,15 +80,6 @@ def all_reduce_sums(values: Sequence[float | torch.Tensor], info: DistInfo) -> l
     return [float(v) for v in t.cpu()]
 
 
-def all_reduce_max(value: float, info: DistInfo) -> float:
-    """The largest ``value`` over all ranks."""
-    if not info.distributed:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
-
-
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     """Every rank's ``obj`` (picklable), in rank order, on every rank."""
     if not info.distributed:
