@@ -20,7 +20,7 @@ too, as a rougher second measure.
 Hypervolume (Zitzler & Thiele 1998) of each run's final front (COMPLETE trials only — what export
 writes): objectives turned into minimisation and scaled to [0, 1] by their minimum and maximum over the
 COMPLETE trials of *both* runs, reference point 1.1 on every axis (the convention of
-bench/sample_efficiency.py); exact computation by Optuna (WFG for 3+ objectives). Measured latency is
+bench/sample_efficiency.py); exact computation by ``search.pareto.hypervolume`` (Optuna's WFG). Measured latency is
 noisy, so an architecture's latency is the mean of its measurements over both runs (MACs and accuracy
 are deterministic). Aim: ≤ 40 % of the compute for ≥ 90 % of the hypervolume.
 """
@@ -37,7 +37,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-REFERENCE = 1.1
 
 
 def base_config(args: argparse.Namespace, ray_tmp: str) -> dict[str, Any]:
@@ -75,9 +74,9 @@ def trial_epochs(t: Any, epochs: int) -> int:
 def hypervolumes(runs: dict[str, list[Any]], objectives: list[str]) -> dict[str, float]:
     """Normalised hypervolume of each run's COMPLETE trials (module docstring)."""
     import numpy as np
-    from optuna._hypervolume import compute_hypervolume
 
     from search import OBJECTIVES
+    from search.pareto import hypervolume, normalise, reference_point
 
     cost: dict[tuple[str, str], list[float]] = {}
     for trials in runs.values():
@@ -91,19 +90,19 @@ def hypervolumes(runs: dict[str, list[Any]], objectives: list[str]) -> dict[str,
 
     pts = {name: np.array([point(t) for t in trials]).reshape(-1, len(objectives)) for name, trials in runs.items()}
     every = np.concatenate(list(pts.values()))
-    lo, hi = every.min(axis=0), every.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    ref = np.full(len(objectives), REFERENCE)
-    return {name: float(compute_hypervolume((p - lo) / span, ref)) if len(p) else 0.0 for name, p in pts.items()}
+    ref = reference_point(len(objectives))
+    return {name: hypervolume(normalise(p, over=every), ref) for name, p in pts.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from search import SAMPLERS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--epochs", type=int, default=4, help="proxy epochs = max_t")
     p.add_argument("--eta", type=float, default=3.0, help="MO-ASHA reduction factor")
     p.add_argument("--grace", type=int, default=1, help="MO-ASHA grace period (first rung, epochs)")
-    p.add_argument("--sampler", default="random", choices=["random", "tpe", "nsga2"])
+    p.add_argument("--sampler", default="random", choices=SAMPLERS.names())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="cifar10", choices=["cifar10", "digits"])
     p.add_argument("--data-dir", default=os.environ.get("NAS_DATA_DIR", str(ROOT.parent / "shared" / "data")))
@@ -184,7 +183,7 @@ def _front_size(trials: list[Any], objectives: list[str]) -> int:
     import numpy as np
 
     from search import OBJECTIVES
-    from search.scheduler import non_dominated_sort
+    from search.pareto import non_dominated_sort
 
     if not trials:
         return 0

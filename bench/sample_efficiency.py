@@ -1,4 +1,4 @@
-"""Sample efficiency of the samplers: hypervolume after N trials for TPE, NSGA-II and random search.
+"""Sample efficiency of the samplers: hypervolume after N trials for each registered one (TPE, NSGA-II, random).
 
     .venv/bin/python bench/sample_efficiency.py                   # the cached table, ~1 min
     .venv/bin/python bench/sample_efficiency.py --objectives val_acc,macs --seeds 10
@@ -9,14 +9,18 @@ evaluating *every* architecture of configs/quickstart.yaml's space (96) once wit
 ``ArchEvaluation`` (digits, the quickstart proxy budget and seed, CPU latency at batch 1). A search
 is then pure Optuna, in-process: the sampler proposes parameters, ``SearchSpace.sample`` turns them
 into an architecture, and the objective looks its numbers up in the table. The samplers are the
-search's own (``search.run.make_sampler``, built for a budget of N trials, so TPE's start-up and
-NSGA-II's population follow N as in a real search); a repeated architecture counts as a trial, as in
-a real search.
+search's own (every name in ``search.SAMPLERS``, built by ``make_sampler`` for a budget of N trials, so
+TPE's start-up and NSGA-II's population follow N as in a real search); a repeated architecture counts
+as a trial, as in a real search.
 
 Hypervolume (Zitzler & Thiele 1998): objectives turned into minimisation, each scaled to [0, 1] by
 its minimum and maximum over the whole table, reference point 1.1 on every axis; quoted as a
 fraction of the hypervolume of the table's true Pareto front (1.0 = the whole front found). The
-exact computation is ``search.results.compare.hypervolume`` (Optuna's WFG).
+exact computation is ``search.pareto.hypervolume`` (Optuna's WFG).
+
+Random search is the baseline: one run of ``--random-max`` trials per seed gives it every budget at
+once (it samples the same whatever the budget), and the report says how many trials it needs to match
+the default sampler's mean hypervolume at each N.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from typing import Any, Callable, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TABLE = ROOT / "bench" / "data" / "quickstart_table.json"
-REFERENCE = 1.1
+BASELINE = "random"
 
 
 class _PathTrial:
@@ -98,19 +102,29 @@ def build_table(config: Path, out: Path, *, threads: int) -> None:
 
 def normaliser(rows: list[dict], objectives: Sequence[str]) -> Callable[[Sequence[float]], list[float]]:
     """Objective vector → minimisation vector scaled to [0, 1] by the table's range of each objective."""
+    import numpy as np
+
     from search import OBJECTIVES
+    from search.pareto import normalise
 
-    sign = [-1.0 if OBJECTIVES[o] == "max" else 1.0 for o in objectives]
-    lo = [min(s * r[o] for r in rows) for s, o in zip(sign, objectives)]
-    hi = [max(s * r[o] for r in rows) for s, o in zip(sign, objectives)]
-    return lambda v: [(s * x - a) / ((b - a) or 1.0) for s, x, a, b in zip(sign, v, lo, hi)]
+    sign = np.array([-1.0 if OBJECTIVES[o] == "max" else 1.0 for o in objectives])
+    table = sign * np.array([[r[o] for o in objectives] for r in rows], dtype=float)
+    return lambda v: normalise(sign * np.asarray(v, dtype=float)[None, :], over=table)[0].tolist()
 
 
-def hypervolume(points: Sequence[Sequence[float]], reference: float = REFERENCE) -> float:
-    """Exact hypervolume of normalised minimisation points below ``reference`` on every axis."""
-    from search.results.compare import hypervolume as exact
+def hypervolume(points: Sequence[Sequence[float]]) -> float:
+    """Exact hypervolume of normalised minimisation points below the reference point (1.1 on every axis)."""
+    from search.pareto import hypervolume as exact, reference_point
 
-    return exact(points, [reference] * len(points[0])) if len(points) else 0.0
+    return exact(points, reference_point(len(points[0]))) if len(points) else 0.0
+
+
+def sampler_order() -> list[str]:
+    """Every registered sampler: the config's default first, the random baseline last."""
+    from search import SAMPLERS
+    from search.samplers import DEFAULT_SAMPLER
+
+    return sorted(SAMPLERS.names(), key=lambda s: (s == BASELINE, s != DEFAULT_SAMPLER, s))
 
 
 def run_study(sampler_name: str, *, seed: int, n_trials: int, planned: int, space: Any, lookup: dict,
@@ -118,8 +132,7 @@ def run_study(sampler_name: str, *, seed: int, n_trials: int, planned: int, spac
     """Objective vectors of the first ``n_trials`` trials of a study whose sampler was built for ``planned``."""
     import optuna
 
-    from search import OBJECTIVES
-    from search.run import make_sampler
+    from search import OBJECTIVES, make_sampler
 
     sampler = make_sampler(sampler_name, seed=seed, n_trials=planned)
     study = optuna.create_study(directions=["maximize" if OBJECTIVES[o] == "max" else "minimize" for o in objectives],
@@ -162,6 +175,7 @@ def bench(table: Path, *, objectives: Sequence[str], budgets: Sequence[int], see
           random_max: int) -> dict[str, Any]:
     """Hypervolume fractions per sampler and budget over ``seeds`` seeds, and random search's match counts."""
     from search import Config, SearchSpace
+    from search.samplers import DEFAULT_SAMPLER
 
     doc = json.loads(Path(table).read_text())
     cfg = Config.model_validate(doc["config"])
@@ -170,27 +184,27 @@ def bench(table: Path, *, objectives: Sequence[str], budgets: Sequence[int], see
     space = SearchSpace(cfg.space, input_size=doc["input_size"])
     norm = normaliser(rows, objectives)
     best = hypervolume([norm([r[o] for o in objectives]) for r in rows])
-    hv: dict[str, dict[int, list[float]]] = {s: {n: [] for n in budgets} for s in ("tpe", "nsga2", "random")}
+    hv: dict[str, dict[int, list[float]]] = {s: {n: [] for n in budgets} for s in sampler_order()}
     unique: dict[str, dict[int, list[int]]] = {s: {n: [] for n in budgets} for s in hv}
     curves = []
     for seed in range(seeds):
-        for s in ("tpe", "nsga2"):
+        for s in (s for s in hv if s != BASELINE):
             for n in budgets:
                 vals = run_study(s, seed=seed, n_trials=n, planned=n, space=space, lookup=lookup,
                                  objectives=objectives)
                 hv[s][n].append(hypervolume([norm(v) for v in vals]) / best)
                 unique[s][n].append(len(set(vals)))
-        vals = run_study("random", seed=seed, n_trials=random_max, planned=random_max, space=space, lookup=lookup,
+        vals = run_study(BASELINE, seed=seed, n_trials=random_max, planned=random_max, space=space, lookup=lookup,
                          objectives=objectives)
         curve = [hypervolume([norm(v) for v in vals[:k]]) / best for k in range(1, random_max + 1)]
         curves.append(curve)
         for n in budgets:
-            hv["random"][n].append(curve[n - 1])
-            unique["random"][n].append(len(set(vals[:n])))
+            hv[BASELINE][n].append(curve[n - 1])
+            unique[BASELINE][n].append(len(set(vals[:n])))
     mean_curve = [statistics.fmean(c[k] for c in curves) for k in range(random_max)]
     match = {}
     for n in budgets:
-        target = statistics.fmean(hv["tpe"][n])
+        target = statistics.fmean(hv[DEFAULT_SAMPLER][n])
         match[n] = next((k + 1 for k, v in enumerate(mean_curve) if v >= target - 1e-12), None)
     return {"table": str(table), "n_archs": len(rows), "objectives": list(objectives), "seeds": seeds,
             "budgets": list(budgets), "hv": hv, "unique": unique, "match": match, "random_max": random_max}
@@ -199,15 +213,17 @@ def bench(table: Path, *, objectives: Sequence[str], budgets: Sequence[int], see
 def format_report(*, table: str, n_archs: int, objectives: list[str], seeds: int, budgets: list[int],
                   hv: dict, unique: dict, match: dict, random_max: int) -> str:
     from search import OBJECTIVES
+    from search.pareto import REFERENCE
+    from search.samplers import DEFAULT_SAMPLER
 
     arrows = " ".join(f"{o}{'↑' if OBJECTIVES[o] == 'max' else '↓'}" for o in objectives)
     lines = [f"sample efficiency: {Path(table).name}, {n_archs} architectures, objectives {arrows}, {seeds} seeds",
              f"hypervolume after N trials as a fraction of the true front's (normalised objectives, reference "
              f"{REFERENCE}); mean ± sd [distinct archs]", "",
-             f"{'N':>4}  " + "".join(f"{s:>24}" for s in ("tpe", "nsga2", "random"))]
+             f"{'N':>4}  " + "".join(f"{s:>24}" for s in hv)]
     for n in budgets:
         cells = []
-        for s in ("tpe", "nsga2", "random"):
+        for s in hv:
             v = hv[s][n]
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
             cells.append(f"{statistics.fmean(v):.3f} ± {sd:.3f} [{statistics.fmean(unique[s][n]):4.1f}]")
@@ -216,7 +232,7 @@ def format_report(*, table: str, n_archs: int, objectives: list[str], seeds: int
     for n in budgets:
         k = match[n]
         got = f"{k} trials ({k / n:.1f}× N)" if k is not None else f"more than {random_max} trials"
-        lines.append(f"random search needs {got} to match TPE's mean hypervolume at N={n}")
+        lines.append(f"{BASELINE} search needs {got} to match {DEFAULT_SAMPLER}'s mean hypervolume at N={n}")
     return "\n".join(lines)
 
 

@@ -13,9 +13,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import space
-from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS
+from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, Registry
 
 from .errors import ConfigError
+from .samplers import DEFAULT_SAMPLER, SAMPLERS
+from .scheduler import SCHEDULERS
 from .storage import check_storage_url
 
 OBJECTIVES = {"val_acc": "max", "flops": "min", "macs": "min", "params": "min", "latency_ms": "min"}
@@ -163,20 +165,40 @@ class SpaceConfig(_Model):
         return self
 
 
+def _registered(registry: Registry, name: str) -> str:
+    """``name``'s canonical spelling in ``registry``, or a one-line error listing the registered names."""
+    if name not in registry:
+        raise ValueError(f"must be one of {', '.join(registry.names())}; got {name!r}")
+    return registry.entry(name).name
+
+
 class SearchConfig(_Model):
-    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    """``sampler``: a name in search/samplers.py's ``SAMPLERS``."""
+
+    sampler: str = DEFAULT_SAMPLER
     n_trials: int = Field(12, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
     seed: int = 0
 
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, v: str) -> str:
+        return _registered(SAMPLERS, v)
+
 
 class SchedulerConfig(_Model):
-    """Early stopping: ``none`` (every trial trains ``proxy.epochs``) or ``mo_asha`` (search/scheduler.py:
+    """Early stopping, a name in search/scheduler.py's ``SCHEDULERS``: ``none`` (every trial trains
+    ``proxy.epochs``) or ``mo_asha`` (search/scheduler.py:
     multi-objective ASHA, rungs at ``grace_period·reduction_factor^k`` epochs; stopped trials are PRUNED)."""
 
-    name: Literal["none", "mo_asha"] = "none"
+    name: str = "none"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1.0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _registered(SCHEDULERS, v)
 
 
 class RayConfig(_Model):

@@ -23,6 +23,7 @@ from .cluster import claim_run, connect, record_driver, release_run
 from .config import OBJECTIVES, Config, dump_config
 from .errors import ConfigError
 from .faults import fault_kind
+from .samplers import make_sampler
 from .scheduler import is_intermediate, make_scheduler
 from .searcher import NasOptunaSearch
 from .space_def import InvalidSample, SearchSpace
@@ -31,18 +32,6 @@ from .storage import make_storage
 log = logging.getLogger("nas.search")
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-
-
-def make_sampler(name: str, *, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
-    """TPE (default), NSGA-II or random, seeded. TPE starts with ~a third of the budget at random."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, n_trials // 3)),
-                                          multivariate=True, warn_independent_sampling=False)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, n_trials // 3)))
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"search.sampler: must be tpe, nsga2 or random, got {name!r}")
 
 
 def close_interrupted(study: optuna.Study) -> int:

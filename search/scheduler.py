@@ -6,7 +6,8 @@ epochs below ``max_t``. A trial reaching a rung is recorded there with its objec
 rung* (accuracy after ``r_min·η^k`` epochs, its MACs/FLOPs/params/latency), and the ``n`` trials
 recorded at the rung so far are ranked by non-dominated sorting (Deb et al. 2002, NSGA-II §III-A)
 and, inside a front, by hypervolume contribution: greedy hypervolume subset selection over the
-objectives min–max normalised across the rung, reference point 1.1 on every axis (:func:`rank_order`).
+objectives min–max normalised across the rung, reference point 1.1 on every axis (:func:`rank_order`;
+the Pareto math is search/pareto.py's).
 The arriving trial continues iff its position ``p`` (0-based) satisfies ``p < n/η`` — the best
 ``⌈n/η⌉`` go on, the rest stop. With ``n < η`` (fewer than η trials recorded, the arriving one
 included) it continues: ASHA's rule for a rung too few trials have reached yet (Li et al. 2020).
@@ -22,22 +23,26 @@ No rung sits at ``max_t``: a trial that has paid for all its epochs is never sto
 report is the real result). The trainable must report ``epoch`` (= epochs completed) after every
 epoch and a final result without it (search/run.py ``_trainable`` + ArchEvaluation do); see
 :func:`is_intermediate`.
+
+``SCHEDULERS`` holds what ``scheduler.name`` may say (``none``, ``mo_asha``); :func:`make_scheduler` builds it.
 """
 from __future__ import annotations
 
 import math
 import pickle
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from space.registry import Registry
+
+from .pareto import greedy_hypervolume_order, non_dominated_sort, normalise, reference_point
 
 if TYPE_CHECKING:
     from .config import SchedulerConfig
 
 TIME_ATTR = "epoch"
-REFERENCE = 1.1
-"""Hypervolume reference point on every axis, objectives min–max normalised over the rung."""
 
 
 def is_intermediate(result: dict[str, Any]) -> bool:
@@ -49,76 +54,6 @@ def is_intermediate(result: dict[str, Any]) -> bool:
     and carries no ``trial_error`` was stopped early.
     """
     return TIME_ATTR in result and "trial_error" not in result
-
-
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Pareto dominance for minimisation: ``a`` is no worse everywhere and better somewhere."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-
-def non_dominated_sort(losses: np.ndarray) -> np.ndarray:
-    """Front index of every row of ``losses`` (n × m, minimise all), 0 = non-dominated.
-
-    Deb et al. 2002's fast non-dominated sort: domination counts and dominated sets, O(m·n²).
-    """
-    losses = np.asarray(losses, dtype=float)
-    n = len(losses)
-    dominated_by = [[] for _ in range(n)]  # i -> the rows i dominates
-    count = np.zeros(n, dtype=int)         # how many rows dominate i
-    for i in range(n):
-        for j in range(i + 1, n):
-            if dominates(losses[i], losses[j]):
-                dominated_by[i].append(j)
-                count[j] += 1
-            elif dominates(losses[j], losses[i]):
-                dominated_by[j].append(i)
-                count[i] += 1
-    rank = np.full(n, -1, dtype=int)
-    front = [i for i in range(n) if count[i] == 0]
-    level = 0
-    while front:
-        nxt = []
-        for i in front:
-            rank[i] = level
-            for j in dominated_by[i]:
-                count[j] -= 1
-                if count[j] == 0:
-                    nxt.append(j)
-        front, level = nxt, level + 1
-    return rank
-
-
-def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
-    """Exact hypervolume (minimisation) that ``points`` dominate up to ``reference``; points not strictly
-    better than the reference everywhere add nothing. Optuna's exact code (2-D/3-D sweeps, WFG above)."""
-    from optuna._hypervolume import compute_hypervolume
-
-    points = np.asarray(points, dtype=float).reshape(-1, len(reference))
-    points = points[np.all(points < reference, axis=1)]
-    if len(points) == 0:
-        return 0.0
-    if points.shape[1] == 1:
-        return float(reference[0] - points[:, 0].min())
-    return float(compute_hypervolume(points, np.asarray(reference, dtype=float)))
-
-
-def greedy_hypervolume_order(points: np.ndarray, reference: np.ndarray, limit: int | None = None) -> list[int]:
-    """Greedy hypervolume subset selection: each next row is the one adding the most hypervolume to the
-    rows chosen before it (ties: lower index); the first ``limit`` rows (all when None).
-
-    The greedy solution of the hypervolume subset selection problem (Bader & Zitzler 2011, HypE;
-    Guerreiro, Fonseca & Paquete 2016 for its (1 − 1/e) guarantee).
-    """
-    points = np.asarray(points, dtype=float)
-    chosen: list[int] = []
-    left = list(range(len(points)))
-    base = 0.0
-    while left and (limit is None or len(chosen) < limit):
-        gains = [hypervolume(points[chosen + [i]], reference) - base for i in left]
-        k = max(range(len(left)), key=lambda j: (round(gains[j], 12), -left[j]))
-        base += gains[k]
-        chosen.append(left.pop(k))
-    return chosen
 
 
 def rank_order(losses: np.ndarray, limit: int | None = None) -> np.ndarray:
@@ -135,9 +70,8 @@ def rank_order(losses: np.ndarray, limit: int | None = None) -> np.ndarray:
     out: list[int] = []
     if len(finite):
         sub = losses[finite]
-        lo, hi = sub.min(axis=0), sub.max(axis=0)
-        norm = (sub - lo) / np.where(hi > lo, hi - lo, 1.0)
-        reference = np.full(sub.shape[1], REFERENCE)
+        norm = normalise(sub)
+        reference = reference_point(sub.shape[1])
         fronts = non_dominated_sort(sub)
         for f in range(int(fronts.max()) + 1):
             if len(out) >= limit:
@@ -238,12 +172,27 @@ class MOASHAScheduler(FIFOScheduler):
             self.__dict__.update(pickle.load(f))
 
 
+def _run_to_the_end(cfg: "SchedulerConfig", *, objectives: Sequence[str], modes: Sequence[str],
+                    max_t: int) -> None:
+    """Every trial trains all its epochs (Ray Tune's default FIFO order)."""
+    return None
+
+
+def _mo_asha(cfg: "SchedulerConfig", *, objectives: Sequence[str], modes: Sequence[str],
+             max_t: int) -> MOASHAScheduler:
+    """Multi-objective ASHA (Schmucker et al. 2021), rungs at ``grace_period·reduction_factor^k`` epochs."""
+    return MOASHAScheduler(objectives=objectives, modes=modes, max_t=max_t, grace_period=cfg.grace_period,
+                           reduction_factor=cfg.reduction_factor)
+
+
+SchedulerFactory = Callable[..., TrialScheduler | None]
+SCHEDULERS: Registry[SchedulerFactory] = Registry("scheduler")
+"""``scheduler.name`` → factory ``(cfg, *, objectives, modes, max_t)`` of a Ray Tune scheduler (None: FIFO)."""
+SCHEDULERS.register("none", _run_to_the_end)
+SCHEDULERS.register("mo_asha", _mo_asha)
+
+
 def make_scheduler(cfg: "SchedulerConfig", *, objectives: Sequence[str], modes: Sequence[str],
                    max_t: int) -> TrialScheduler | None:
     """The Ray Tune scheduler of the config's ``scheduler`` section; None for ``none`` (run to the end)."""
-    if cfg.name == "none":
-        return None
-    if cfg.name == "mo_asha":
-        return MOASHAScheduler(objectives=objectives, modes=modes, max_t=max_t, grace_period=cfg.grace_period,
-                               reduction_factor=cfg.reduction_factor)
-    raise ValueError(f"scheduler.name: must be none or mo_asha, got {cfg.name!r}")
+    return SCHEDULERS.get(cfg.name)(cfg, objectives=objectives, modes=modes, max_t=max_t)

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from space import Arch, load_arch
 
 from ..config import OBJECTIVES, Config, ConstraintsConfig
+from ..pareto import dominates
 from .export import open_run
 
 CSV_COLUMNS = ("name", "arch_id", "status", "val_acc", "macs", "flops", "params", "latency_ms", "epochs",
@@ -37,22 +37,6 @@ CSV_COLUMNS = ("name", "arch_id", "status", "val_acc", "macs", "flops", "params"
 def to_minimise(values: Sequence[float], objectives: Sequence[str]) -> list[float]:
     """Objective values with every maximised objective negated, so that smaller is better everywhere."""
     return [-float(v) if OBJECTIVES[o] == "max" else float(v) for v, o in zip(values, objectives)]
-
-
-def dominates(a: Sequence[float], b: Sequence[float], objectives: Sequence[str]) -> bool:
-    """Pareto dominance: ``a`` is no worse than ``b`` in every objective and better in at least one."""
-    x, y = to_minimise(a, objectives), to_minimise(b, objectives)
-    return all(p <= q for p, q in zip(x, y)) and any(p < q for p, q in zip(x, y))
-
-
-def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
-    """Exact hypervolume (Zitzler & Thiele 1998) of minimisation ``points`` below ``reference``;
-    points not strictly better than the reference in every coordinate add nothing. Optuna's WFG."""
-    from optuna._hypervolume import compute_hypervolume
-
-    ref = np.asarray(reference, dtype=float)
-    pts = np.asarray([p for p in points if np.all(np.asarray(p, dtype=float) < ref)], dtype=float)
-    return float(compute_hypervolume(pts, ref)) if len(pts) else 0.0
 
 
 def front_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -165,9 +149,10 @@ def _dominance(row: dict[str, Any], front_rows: list[dict[str, Any]], objectives
     if row.get("status") != "ok":
         row["dominated_by"], row["dominates"] = [], []
         return
-    mine = [row[o] for o in objectives]
-    row["dominated_by"] = [f["number"] for f in front_rows if dominates([f[o] for o in objectives], mine, objectives)]
-    row["dominates"] = [f["number"] for f in front_rows if dominates(mine, [f[o] for o in objectives], objectives)]
+    mine = to_minimise([row[o] for o in objectives], objectives)
+    front = [(f["number"], to_minimise([f[o] for o in objectives], objectives)) for f in front_rows]
+    row["dominated_by"] = [n for n, theirs in front if dominates(theirs, mine)]
+    row["dominates"] = [n for n, theirs in front if dominates(mine, theirs)]
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

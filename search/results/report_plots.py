@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from .compare import hypervolume, to_minimise
+from ..pareto import REFERENCE, hypervolume, normalise, reference_point
+from .compare import to_minimise
 
 if TYPE_CHECKING:
     from .report import RunView
 
-HV_REFERENCE = 1.1
 STATE_COLOURS = {"COMPLETE": "#2ca02c", "PRUNED": "#ff7f0e", "FAIL": "#d62728", "RUNNING": "#1f77b4",
                  "WAITING": "#7f7f7f"}
 LABELS = {"macs": "MACs (M, conv+linear)", "flops": "FLOPs (M, fvcore total)", "params": "params (M)",
@@ -143,13 +143,11 @@ def history(view: "RunView") -> dict[str, list]:
     if not trials:
         return {"number": [], "val_acc": [], "best": [], "hypervolume": []}
     acc = [t.values[0] for t in trials]
-    pts = np.array([to_minimise(t.values, view.objectives) for t in trials])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    scaled = (pts - lo) / np.where(hi > lo, hi - lo, 1.0)
-    ref = [HV_REFERENCE] * len(view.objectives)
-    box = HV_REFERENCE ** len(view.objectives)
+    scaled = normalise(np.array([to_minimise(t.values, view.objectives) for t in trials]))
+    ref = reference_point(len(view.objectives))
+    box = REFERENCE ** len(view.objectives)
     return {"number": [t.number for t in trials], "val_acc": acc, "best": list(np.maximum.accumulate(acc)),
-            "hypervolume": [hypervolume(scaled[:i + 1], ref) / box for i in range(len(pts))]}
+            "hypervolume": [hypervolume(scaled[:i + 1], ref) / box for i in range(len(trials))]}
 
 
 def history_figure(view: "RunView") -> Any:

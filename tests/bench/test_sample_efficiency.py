@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search import SearchSpace, load_config
+from search import SAMPLERS, SearchSpace, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,8 @@ def test_table_holds_every_architecture_of_the_quickstart_space(se):
 
 def test_bench_runs_and_hypervolumes_are_fractions(se):
     res = se.bench(se.TABLE, objectives=["val_acc", "macs"], budgets=[4, 8], seeds=2, random_max=16)
-    for sampler in ("tpe", "nsga2", "random"):
+    assert list(res["hv"]) == se.sampler_order() and sorted(res["hv"]) == SAMPLERS.names()
+    for sampler in SAMPLERS.names():
         for n in (4, 8):
             assert len(res["hv"][sampler][n]) == 2
             assert all(0.0 < v <= 1.0 + 1e-9 for v in res["hv"][sampler][n])

@@ -9,12 +9,18 @@ import pytest
 
 from search import open_run
 from search.cli import main
-from search.results.compare import dominates, hypervolume, to_minimise
+from search.pareto import dominates
+from search.results.compare import to_minimise
 from search.results.report import build_report
 
 from ._tiny_run import copy_run, tiny_run
 
 OBJ = ["val_acc", "macs", "latency_ms"]
+
+
+def dom(a: list[float], b: list[float]) -> bool:
+    """Pareto dominance in the run's objective directions."""
+    return dominates(to_minimise(a, OBJ), to_minimise(b, OBJ))
 
 
 @pytest.fixture(scope="session")
@@ -24,17 +30,13 @@ def tiny(tmp_path_factory):
     return tiny_run(base)
 
 
-def test_dominance_and_hypervolume_by_hand():
+def test_dominance_by_hand():
     assert to_minimise([0.9, 5.0, 2.0], OBJ) == [-0.9, 5.0, 2.0]
-    assert dominates([0.9, 5, 2], [0.8, 5, 2], OBJ)          # better accuracy, same costs
-    assert dominates([0.9, 4, 2], [0.9, 5, 2], OBJ)          # fewer MACs
-    assert not dominates([0.9, 5, 2], [0.9, 5, 2], OBJ)      # equal: neither dominates
-    assert not dominates([0.95, 6, 2], [0.9, 5, 2], OBJ)     # a trade-off
-    assert not dominates([0.8, 5, 2], [0.9, 5, 2], OBJ)
-    # two minimisation points (1,3) and (2,1) under reference (4,4): boxes 3·1 and 2·3 overlapping in 2·1
-    assert hypervolume([[1, 3], [2, 1]], [4, 4]) == pytest.approx(3 + 6 - 2)
-    assert hypervolume([[1, 3], [2, 1], [3, 3.5]], [4, 4]) == pytest.approx(7)   # a dominated point adds nothing
-    assert hypervolume([[5, 1]], [4, 4]) == 0.0              # outside the reference box: nothing
+    assert dom([0.9, 5, 2], [0.8, 5, 2])          # better accuracy, same costs
+    assert dom([0.9, 4, 2], [0.9, 5, 2])          # fewer MACs
+    assert not dom([0.9, 5, 2], [0.9, 5, 2])      # equal: neither dominates
+    assert not dom([0.95, 6, 2], [0.9, 5, 2])     # a trade-off
+    assert not dom([0.8, 5, 2], [0.9, 5, 2])
 
 
 def test_compare_reproduces_a_trial_and_reports_dominance(tiny, tmp_path, capsys):
@@ -63,8 +65,8 @@ def test_compare_reproduces_a_trial_and_reports_dominance(tiny, tmp_path, capsys
     assert sorted(f["number"] for f in front) == sorted(t.number for t in study.best_trials)
     for r in rows.values():
         vec = [r[o] for o in OBJ]
-        assert r["dominated_by"] == [f["number"] for f in front if dominates([f[o] for o in OBJ], vec, OBJ)]
-        assert r["dominates"] == [f["number"] for f in front if dominates(vec, [f[o] for o in OBJ], OBJ)]
+        assert r["dominated_by"] == [f["number"] for f in front if dom([f[o] for o in OBJ], vec)]
+        assert r["dominates"] == [f["number"] for f in front if dom(vec, [f[o] for o in OBJ])]
     with open(run / "compare.csv") as f:
         assert {r["name"] for r in csv.DictReader(f)} == set(rows)
 

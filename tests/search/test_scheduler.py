@@ -1,9 +1,9 @@
-"""MO-ASHA early stopping: the sorting helpers against brute force, the rung rule on synthetic results,
-PRUNED bookkeeping in the searcher, the config section, and one small real search (Ray + Optuna)."""
+"""MO-ASHA early stopping: the rung ranking, the rung rule on synthetic results, PRUNED bookkeeping in the
+searcher, the scheduler registry and config section, and one small real search (Ray + Optuna).
+The Pareto helpers it ranks with are tested against brute force in test_pareto.py."""
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import pickle
 import shutil
@@ -16,87 +16,18 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-from search import ConfigError, parse_config
-from search.scheduler import (MOASHAScheduler, dominates, greedy_hypervolume_order, hypervolume, is_intermediate,
-                              make_scheduler, non_dominated_sort, rank_order, rung_milestones)
+from search import SCHEDULERS, ConfigError, parse_config
+from search.pareto import non_dominated_sort
+from search.scheduler import MOASHAScheduler, is_intermediate, make_scheduler, rank_order, rung_milestones
 from search.searcher import NasOptunaSearch
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
-# ---------------------------------------------------------------- sorting helpers
-
-def brute_force_fronts(losses: np.ndarray) -> np.ndarray:
-    """Peel the fronts by definition: front k = rows no remaining row dominates."""
-    rank = np.full(len(losses), -1)
-    left, level = set(range(len(losses))), 0
-    while left:
-        front = {i for i in left if not any(dominates(losses[j], losses[i]) for j in left if j != i)}
-        for i in front:
-            rank[i] = level
-        left -= front
-        level += 1
-    return rank
-
-
-@pytest.mark.parametrize("m", [1, 2, 3, 4])
-def test_non_dominated_sort_matches_brute_force_and_optuna(m):
-    rng = np.random.default_rng(m)
-    for n in (1, 2, 7, 25):
-        for _ in range(10):
-            losses = rng.integers(0, 4, size=(n, m)).astype(float)  # small ints: many ties and duplicates
-            ours = non_dominated_sort(losses)
-            assert ours.tolist() == brute_force_fronts(losses).tolist()
-            assert ours.tolist() == _fast_non_domination_rank(losses).tolist()
-
-
-def test_dominates_is_strict():
-    assert dominates([0, 1], [0, 2]) and not dominates([0, 2], [0, 1])
-    assert not dominates([1, 1], [1, 1])              # equal points do not dominate each other
-    assert not dominates([0, 2], [1, 1]) and not dominates([1, 1], [0, 2])
-
-
-def brute_force_hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
-    """Volume of the union of the boxes [p, ref] by inclusion–exclusion (exponential; small sets only)."""
-    total = 0.0
-    for r in range(1, len(points) + 1):
-        for subset in itertools.combinations(points, r):
-            corner = np.max(subset, axis=0)
-            total += (-1) ** (r + 1) * float(np.prod(np.clip(ref - corner, 0, None)))
-    return total
-
-
-def test_hypervolume_by_hand_and_against_inclusion_exclusion():
-    assert hypervolume(np.array([[0, 1], [1, 0]]), np.array([2.0, 2.0])) == pytest.approx(3.0)
-    assert hypervolume(np.array([[3, 0]]), np.array([2.0, 2.0])) == 0.0      # outside the reference box
-    assert hypervolume(np.array([[0.5], [0.2]]), np.array([1.1])) == pytest.approx(0.9)
-    rng = np.random.default_rng(0)
-    for m in (2, 3, 4):
-        for n in (1, 3, 6):
-            pts = rng.random((n, m))
-            ref = np.full(m, 1.1)
-            assert hypervolume(pts, ref) == pytest.approx(brute_force_hypervolume(pts, ref), abs=1e-12)
-
-
-def test_greedy_hypervolume_order_against_brute_force():
-    rng = np.random.default_rng(1)
-    for m in (2, 3):
-        for _ in range(5):
-            pts = rng.random((6, m))
-            ref = np.full(m, 1.1)
-            chosen, left = [], list(range(6))
-            while left:  # the definition, with the brute-force hypervolume
-                hv = [round(brute_force_hypervolume(pts[chosen + [i]], ref), 9) for i in left]
-                chosen.append(left.pop(max(range(len(left)), key=lambda j: (hv[j], -left[j]))))  # ties: lower index
-            assert greedy_hypervolume_order(pts, ref) == chosen
-            assert greedy_hypervolume_order(pts, ref, limit=2) == chosen[:2]
-    # a duplicate adds nothing: it comes after every point that adds something
-    assert greedy_hypervolume_order(np.array([[0.5, 0.5], [0.5, 0.5], [0.0, 1.0]]), np.full(2, 1.1)) == [0, 2, 1]
-
+# ---------------------------------------------------------------- rung ranking
 
 def test_rank_order_fronts_then_hypervolume_contribution():
     losses = np.array([[0, 10], [10, 0], [1, 9], [5, 5], [6, 6], [0.5, 9.5], [np.nan, 0.0]], dtype=float)
@@ -232,8 +163,18 @@ def test_config_scheduler_section():
     assert make_scheduler(parse_config({}).scheduler, objectives=["val_acc"], modes=["max"], max_t=3) is None
 
 
+@pytest.mark.parametrize("name", SCHEDULERS.names())
+def test_every_registered_scheduler_is_a_config_choice(name):
+    """The config accepts every registered name (any spelling the registry normalises) and builds a Ray Tune
+    scheduler from it, or None: Ray's FIFO, every trial to the end."""
+    cfg = parse_config({"scheduler": {"name": name.upper()}, "proxy": {"epochs": 3}})
+    assert cfg.scheduler.name == name
+    built = make_scheduler(cfg.scheduler, objectives=cfg.objectives, modes=cfg.directions, max_t=cfg.proxy.epochs)
+    assert built is None or isinstance(built, TrialScheduler)
+
+
 @pytest.mark.parametrize("data, start", [
-    ({"scheduler": {"name": "hyperband"}}, "scheduler.name: must be 'none' or 'mo_asha'"),
+    ({"scheduler": {"name": "hyperband"}}, "scheduler.name: must be one of mo_asha, none; got 'hyperband'"),
     ({"scheduler": {"reduction_factor": 1}}, "scheduler.reduction_factor:"),
     ({"scheduler": {"grace_period": 0}}, "scheduler.grace_period:"),
     ({"scheduler": {"eta": 2}}, "scheduler.eta: unknown key"),
