@@ -1,8 +1,15 @@
-"""Named architectures, as data: every ``preset_data/*.yaml`` file, plus the ``wrn-D-K`` family.
+"""Named architectures, as data: every ``preset_data/*.yaml`` file, plus the ``wrn-D-K`` and ``nb201-<ops>`` families.
 
 ``wrn-D-K`` (Zagoruyko & Komodakis 2016) for any depth D = 6n+4 and widening factor K: a bare
 3×3 conv stem to 16 channels, three stages of n pre-activation basic blocks with widths
 16K/32K/64K and strides 1/2/2, final BN-ReLU, global pooling, linear.
+
+``nb201-<ops>`` (Dong & Yang 2020): NAS-Bench-201's skeleton around the cell whose six edge ops are
+``<ops>`` — our op names joined by dots in the arch-string edge order (1←0), (2←0), (2←1), (3←0),
+(3←1), (3←2), e.g. ``nb201-conv3x3.conv3x3.conv3x3.skip.conv3x3.conv3x3``, or the paper's arch
+string itself (``nb201-|nor_conv_3x3~0|+|…|``). 3×3 conv stem to 16 + BN, three stages of 5 cells
+at 16/32/64 channels with a residual reduction block before the second and third, BN-ReLU, global
+pooling, linear (space/blocks/nb201.py).
 """
 from __future__ import annotations
 
@@ -13,10 +20,14 @@ from typing import Any
 
 import yaml
 
+from .blocks.nb201 import parse_nb201_ops
 from .errors import SpecError
 from .spec import Arch, Head, Stage, Stem, from_dict, from_yaml
 
 _WRN = re.compile(r"^wrn[-_](\d+)[-_](\d+(?:\.\d+)?)$")
+_NB201 = re.compile(r"^nb201[-_](.+)$")
+NB201_EXAMPLES = ("nb201-conv3x3.conv3x3.conv3x3.conv3x3.conv3x3.conv3x3",  # the largest cell
+                  "nb201-conv3x3.conv3x3.conv3x3.skip.conv3x3.conv3x3")  # NAS-Bench-201's best on CIFAR-10
 
 
 def wrn(depth: int, k: float, *, dropout: float = 0.0, input_size: int = 32) -> Arch:
@@ -32,6 +43,19 @@ def wrn(depth: int, k: float, *, dropout: float = 0.0, input_size: int = 32) -> 
     return Arch(stem=Stem(width=16), stages=stages, head=Head(), input_size=input_size)
 
 
+def nb201(ops: tuple[str, ...] | str, *, cells: int = 5, width: int = 16, input_size: int = 32) -> Arch:
+    """NAS-Bench-201's network around the cell ``ops`` (6 op names, or a string :func:`parse_nb201_ops` reads):
+    ``cells`` cells per stage at ``width``/2×/4× channels (the paper: N=5, C=16)."""
+    ops = parse_nb201_ops(ops) if isinstance(ops, str) else tuple(ops)
+    cell = {"ops": ops}
+    stages = (Stage("nb201_cell", cells, width, 1, order="pre", block_args={**cell, "input_norm": True}),
+              Stage("nb201_reduction", 1, 2 * width, 2, order="pre"),
+              Stage("nb201_cell", cells, 2 * width, 1, order="pre", block_args=cell),
+              Stage("nb201_reduction", 1, 4 * width, 2, order="pre"),
+              Stage("nb201_cell", cells, 4 * width, 1, order="pre", block_args=cell))
+    return Arch(stem=Stem(width=width), stages=stages, head=Head(), input_size=input_size)
+
+
 @functools.lru_cache(maxsize=1)
 def _table() -> dict[str, Any]:
     table: dict[str, Any] = {}
@@ -44,8 +68,8 @@ def _table() -> dict[str, Any]:
 
 
 def list_presets() -> list[str]:
-    """Every fixed preset name (the ``wrn-D-K`` family is open-ended and listed as examples)."""
-    return sorted(set(_table()) | {"wrn-16-4", "wrn-28-10", "wrn-40-4", "wrn-16-8"})
+    """Every fixed preset name (the ``wrn-D-K`` and ``nb201-<ops>`` families are open-ended: listed as examples)."""
+    return sorted(set(_table()) | {"wrn-16-4", "wrn-28-10", "wrn-40-4", "wrn-16-8"} | set(NB201_EXAMPLES))
 
 
 def get_preset(name: str) -> Arch:
@@ -55,9 +79,12 @@ def get_preset(name: str) -> Arch:
     if m:
         k = float(m.group(2))
         return wrn(int(m.group(1)), int(k) if k.is_integer() else k)
+    m = _NB201.match(key)
+    if m:
+        return nb201(parse_nb201_ops(m.group(1)))
     table = _table()
     if key not in table:
-        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(list_presets())} (and any wrn-D-K)")
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(list_presets())} (and any wrn-D-K, nb201-<ops>)")
     return from_dict(table[key]["arch"])
 
 
@@ -76,6 +103,8 @@ def load_arch(path_or_name: str) -> Arch:
         return from_yaml(p.read_text())
     try:
         return get_preset(path_or_name)
-    except ValueError:
+    except ValueError as exc:
+        if _NB201.match(path_or_name.strip().lower()):
+            raise SpecError("<arch>", str(exc)) from None
         raise SpecError("<arch>", f"{path_or_name!r} is neither a YAML file nor a preset; presets: "
-                                  f"{', '.join(list_presets())}, wrn-D-K") from None
+                                  f"{', '.join(list_presets())}, wrn-D-K, nb201-<ops>") from None

@@ -124,7 +124,8 @@ def register_block(name: str, obj: Any, *, options: dict[str, OptionSpec] | None
       check runs on each of them too);
     - ``search_exclude``: ``{field: (values, ...)}`` never offered with this block by the sampler
       (e.g. attention too costly inside it);
-    - ``searchable=False``: an export format (pruned/low-rank), not offered by the full space;
+    - ``searchable=False``: not offered by the full space — an export format (pruned/low-rank) or
+      a block of a fixed space of its own (NAS-Bench-201's cell and reduction block);
     - ``example``: Stage overrides for the contract test.
     """
     return BLOCKS.register(name, obj, options=options, doc=doc, orders=tuple(orders), kind=kind, **meta)
