@@ -49,6 +49,21 @@ def snip(model: nn.Module, batch: Batch, *, loss_fn: LossFn = F.cross_entropy, s
         return sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None)
 
 
+class _HardSigmoid(nn.Module):
+    """relu6(x + 3) / 6, which is ``nn.Hardsigmoid`` built from ops that torch can differentiate twice."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x + 3.0) / 6.0
+
+
+def _twice_differentiable(net: nn.Module) -> None:
+    """Swap each ``nn.Hardsigmoid`` (torch has no derivative of its backward) for :class:`_HardSigmoid`."""
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Hardsigmoid):
+                setattr(parent, name, _HardSigmoid())
+
+
 def grasp(model: nn.Module, batch: Batch, *, loss_fn: LossFn = F.cross_entropy, seed: int = 0) -> float:
     """Σ −W ⊙ (H g) over the scored weights, with g = ∂L/∂W and H the Hessian of L in those weights: GraSP's
     gradient-flow saliency (Wang et al. 2020), signed as in the released ``grasp.py`` (its T = 1, one iteration).
@@ -56,10 +71,12 @@ def grasp(model: nn.Module, batch: Batch, *, loss_fn: LossFn = F.cross_entropy, 
     H g is the gradient of z = Σ stop_grad(g)·g, as in the release. Deliberate difference: the release runs two
     forward passes (one for g, one with ``create_graph``); here one pass with ``create_graph`` serves both. The
     numbers agree for any network whose forward pass draws no random numbers; with dropout the release draws two
-    masks and this draws one.
+    masks and this draws one. ``nn.Hardsigmoid`` (the squeeze-excite gate of GhostNet) has no second derivative in
+    torch; it is replaced by the same function built from ``relu6`` (equal values and derivatives away from ±3).
     """
     batch = check_batch(batch)
     with scratch_copy(model, batch, seed=seed) as net:
+        _twice_differentiable(net)
         weights, grads = _weight_grads(net, batch, loss_fn, create_graph=True)
         pairs = [(w, g) for w, g in zip(weights, grads) if g is not None and g.requires_grad]
         if not pairs:

@@ -9,12 +9,19 @@ import torch.nn as nn
 from .common import Batch, check_batch, scratch_copy, weight_layers
 
 
+class _Copy(nn.Module):
+    """Identity that returns a new tensor, as batch norm did: an in-place op after it cannot overwrite its input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
 def _drop_batchnorm(net: nn.Module) -> None:
     """Replace every batch-norm module by an identity (the release's ``bn=False`` copy makes their forward a no-op)."""
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
-                setattr(parent, name, nn.Identity())
+                setattr(parent, name, _Copy())
 
 
 def synflow(model: nn.Module, batch: Batch, *, seed: int = 0) -> float:
@@ -26,6 +33,10 @@ def synflow(model: nn.Module, batch: Batch, *, seed: int = 0) -> float:
     shaped like one sample of ``batch`` (only ``x``'s per-sample shape is read), and R is the sum of its outputs. For a
     bias-free chain of L linear layers R = 1ᵀ|W_L|…|W_1|1 and the score is L·R (R is degree-1 homogeneous in each
     layer). Dropout, if any, runs in training mode, hence ``seed``.
+
+    Deliberate difference: the removed batch norm returns a copy of its input, not the input itself, so that an
+    in-place activation after it cannot overwrite a tensor that backward needs (the release's no-op fails there,
+    e.g. on residual-attention blocks); the values are the same.
     """
     x, _ = check_batch(batch)
     with scratch_copy(model, batch, seed=seed) as net:

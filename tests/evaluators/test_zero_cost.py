@@ -65,6 +65,27 @@ def test_synflow_is_invariant_to_rescaling_consecutive_layers():
     assert synflow(net, batch) != pytest.approx(before, rel=1e-3)
 
 
+class _SharedInput(nn.Module):
+    """A conv output read by a second conv (which saves it for backward) and by BN → ReLU, in place or not."""
+
+    def __init__(self, inplace: bool) -> None:
+        super().__init__()
+        self.conv, self.side, self.bn = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+        self.relu = nn.ReLU(inplace=inplace)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.side(h) + self.relu(self.bn(h))
+
+
+def test_synflow_without_batchnorm_survives_in_place_activations():
+    torch.manual_seed(5)
+    plain, in_place = _SharedInput(False), _SharedInput(True)
+    in_place.load_state_dict(plain.state_dict())
+    batch = (torch.randn(2, 2, 5, 5), torch.zeros(2))
+    assert synflow(in_place, batch) == pytest.approx(synflow(plain, batch), rel=1e-12)
+
+
 def _two_layer(seed: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4)).double()
@@ -108,9 +129,10 @@ def test_fisher_sees_the_activation_before_an_in_place_relu():
     assert fisher(in_place, batch) == pytest.approx(fisher(plain, batch), rel=1e-6)
 
 
-def test_grasp_matches_finite_differences_of_the_gradient():
+@pytest.mark.parametrize("act", [nn.Tanh, nn.Hardsigmoid])  # torch cannot differentiate Hardsigmoid's backward
+def test_grasp_matches_finite_differences_of_the_gradient(act):
     torch.manual_seed(3)
-    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Tanh(), nn.Flatten(), nn.Linear(12, 4)).double()
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), act(), nn.Flatten(), nn.Linear(12, 4)).double()
     batch = (torch.randn(6, 2, 4, 4, dtype=torch.float64), torch.randint(0, 4, (6,)))
     weights = [net[0].weight, net[4].weight]
 
