@@ -65,7 +65,7 @@ def main() -> None:
     for preset in (p.strip() for p in args.presets.split(",") if p.strip()):
         print(f"\n{preset}\n{'proxy':<10} {'value':>13} {'wall s':>8} {'cpu s':>8}")
         for name, value, wall, cpu in time_proxies(preset, proxies, batch=args.batch, repeats=args.repeats):
-            print(f"{name:<10} {value:>13.5g} {wall:>8.3f} {cpu:>8.3f}")
+            print(f"{name:<10} {value:>13.5g} {wall:>8.3f} {cpu:>8.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import numbers
 from typing import Callable, Iterator
 
 import torch
@@ -56,8 +57,9 @@ def scratch_copy(model: nn.Module, batch: Batch, *, seed: int) -> Iterator[nn.Mo
     Only the generators of the devices in use are seeded (``torch.manual_seed`` would also queue a seed for every
     CUDA device not yet started, outside the fork).
     """
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise ValueError(f"seed: must be an int, got {seed!r}")
+    seed = int(seed)
     cuda = _cuda_indices(model, batch)
     with torch.random.fork_rng(devices=cuda):
         torch.random.default_generator.manual_seed(seed)

@@ -234,7 +234,8 @@ def test_baselines_count_by_hand():
 def _dropout_net() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     torch.manual_seed(4)
     net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.Dropout(0.3), nn.ReLU(),
-                        nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+                        nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(6, 5))
     return net, (torch.randn(8, 3, 6, 6), torch.randint(0, 5, (8,)))
 
 
@@ -268,6 +269,7 @@ def test_bad_input_names_the_field():
         jacob_cov(net, (batch[0][:1], batch[1][:1]))
     with pytest.raises(ValueError, match="seed: must be an int"):
         grasp(net, batch, seed=1.5)
+    assert grad_norm(net, batch, seed=np.int64(3)) == grad_norm(net, batch, seed=3)
 
 
 def test_docstring_examples_run():
