@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from train.cli_options import positive_int
+
 EXIT_USAGE = 2
 
 
@@ -82,43 +84,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Options left unset take RetrainConfig's defaults; ``--nproc N`` re-runs this under torchrun."""
-    from dataclasses import fields
+    from train.retrain.cli import run
 
-    from space import load_arch
-
-    from train.retrain import RetrainConfig, launch, retrain
-
-    arch = load_arch(args.arch)
-    names = {f.name for f in fields(RetrainConfig)}
-    cfg = RetrainConfig.from_dict({k: v for k, v in vars(args).items() if k in names and v is not None}).check()
-    if args.nproc > 1:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise UsageError("--nproc: already running under torchrun; drop --nproc")
-        code = launch(args.nproc, arch_yaml=arch.to_yaml(), config=cfg.to_dict(), out_dir=args.out,
-                      resume=args.resume)
-        return code if code in (0, EXIT_USAGE) else 1
-    metrics = retrain(arch, cfg, out_dir=Path(args.out), resume=args.resume, out=lambda s: print(s, flush=True))
-    if os.environ.get("RANK", "0") == "0":
-        print(f"test accuracy {metrics['test_acc']:.4f} after {metrics['epochs']} epochs → {args.out}/metrics.json")
-    return 0
+    return run(args, out=lambda s: print(s, flush=True))
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Compress a retrained network (Taylor pruning or LRPET); see :mod:`train.compress.pipeline`."""
-    from dataclasses import fields
+    from train.compress.cli import run
 
-    from space import load_arch
-
-    from train.compress import CompressConfig, compress, load_weights
-
-    arch = load_arch(args.arch)
-    state = load_weights(args.ckpt)
-    names = {f.name for f in fields(CompressConfig)}
-    cfg = CompressConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
-    m = compress(arch, state, cfg, out_dir=Path(args.out), out=lambda s: print(s, flush=True))
-    print(f"{cfg.method}: macs {m['before']['macs']:,} → {m['after']['macs']:,} ({m['ratio']['macs']:.3f}), "
-          f"test accuracy {m['before']['test_acc']:.4f} → {m['after']['test_acc']:.4f} → {args.out}/metrics.json")
-    return 0
+    return run(args, out=lambda s: print(s, flush=True))
 
 
 def cmd_latency_table(args: argparse.Namespace) -> int:
@@ -154,27 +129,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from train.compress import cli as prune_cli
+    from train.retrain import cli as retrain_cli
+
     p = argparse.ArgumentParser(prog="nas", description="Hardware-aware neural architecture search for CNNs")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -191,108 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("show", help="params, FLOPs, MACs and layers of an architecture YAML or preset")
     sh.add_argument("arch", help="a YAML path or a preset name (wrn-28-10, ...)")
-    sh.add_argument("--input-size", type=_positive_int, default=None)
-    sh.add_argument("--num-classes", type=_positive_int, default=10)
-    sh.add_argument("--in-chans", type=_positive_int, default=3)
+    sh.add_argument("--input-size", type=positive_int, default=None)
+    sh.add_argument("--num-classes", type=positive_int, default=10)
+    sh.add_argument("--in-chans", type=positive_int, default=3)
     sh.add_argument("--json", action="store_true", help="machine-readable output")
     sh.add_argument("--yaml", action="store_true", help="print the canonical spec YAML")
     sh.set_defaults(func=cmd_show)
 
     r = sub.add_parser("retrain", help="train an architecture from scratch and report test accuracy",
-                       description="Train with timm's parts; unset options take train.retrain.RetrainConfig's "
-                                   "defaults. Data parallel: --nproc N, or torchrun --nproc_per_node N -m "
-                                   "search.cli retrain ... (batch size is per process, as in timm).")
-    r.add_argument("arch", help="a YAML path or a preset name")
-    r.add_argument("--out", required=True, help="output folder (checkpoint, weights, metrics, TensorBoard)")
-    r.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt")
-    r.add_argument("--nproc", type=_positive_int, default=1, help="processes to start via torchrun (default 1)")
-    g = r.add_argument_group("data")
-    g.add_argument("--data", choices=["digits", "cifar10", "cifar100", "imagefolder"])
-    g.add_argument("--data-dir")
-    g.add_argument("--image-size", type=_positive_int)
-    g.add_argument("-j", "--workers", type=int, help="loader workers (file-backed data only)")
-    g = r.add_argument_group("optimisation (timm names)")
-    g.add_argument("--epochs", type=_positive_int)
-    g.add_argument("-b", "--batch-size", type=_positive_int, help="per process (default 128)")
-    g.add_argument("--opt", help="a timm optimizer: sgd (Nesterov), momentum, adamw, lamb, ... (default sgd)")
-    g.add_argument("--lr", type=_positive_float)
-    g.add_argument("--momentum", type=_positive_float)
-    g.add_argument("--weight-decay", type=_positive_float)
-    g.add_argument("--sched", choices=["cosine", "step", "multistep", "poly", "tanh", "constant"])
-    g.add_argument("--sched-on-epochs", dest="sched_on_updates", action="store_false", default=None,
-                   help="step the schedule per epoch instead of per iteration")
-    g.add_argument("--warmup-epochs", type=int)
-    g.add_argument("--warmup-lr", type=_positive_float)
-    g.add_argument("--min-lr", type=_positive_float)
-    g.add_argument("--decay-epochs", type=_positive_float, help="step schedule interval")
-    g.add_argument("--decay-milestones", type=_positive_int, nargs="+", help="multistep epochs")
-    g.add_argument("--decay-rate", type=_positive_float)
-    g = r.add_argument_group("regularisation")
-    g.add_argument("--smoothing", dest="label_smoothing", type=_positive_float, help="label smoothing")
-    g.add_argument("--mixup", type=_positive_float, help="mixup alpha (0 = off)")
-    g.add_argument("--cutmix", type=_positive_float, help="cutmix alpha (0 = off)")
-    g.add_argument("--mixup-prob", type=_positive_float)
-    g.add_argument("--mixup-switch-prob", type=_positive_float)
-    g.add_argument("--clip-grad", dest="grad_clip", type=_positive_float)
-    g.add_argument("--clip-mode", choices=["norm", "value", "agc"])
-    g.add_argument("--model-ema", dest="ema", action="store_true", default=None)
-    g.add_argument("--model-ema-decay", dest="ema_decay", type=_positive_float)
-    g.add_argument("--model-ema-warmup", dest="ema_warmup", action="store_true", default=None)
-    g = r.add_argument_group("training methods")
-    g.add_argument("--gradinit", action="store_true", default=None, help="GradInit before training (Zhu et al. 2021)")
-    g.add_argument("--gradinit-iters", type=_positive_int, help="GradInit iterations (default 100)")
-    g.add_argument("--gradinit-lr", type=_positive_float, help="GradInit scale learning rate tau (default 0.01)")
-    g.add_argument("--gradinit-gamma", type=_positive_float, help="GradInit gradient-norm bound gamma (default 1)")
-    g.add_argument("--gradinit-min-scale", type=_positive_float, help="GradInit lower bound of the scales (0.01)")
-    g.add_argument("--lr-rule", choices=["none", "linear", "sqrt", "auto"],
-                   help="move --lr from --lr-base-batch to the global batch (Granziol et al. 2022; default none)")
-    g.add_argument("--lr-base-batch", type=_positive_int, help="batch size --lr was tuned at (default 128)")
-    g.add_argument("--elr", choices=["off", "log", "fixed"],
-                   help="effective lr of scale-invariant weights: log it, or train them on a sphere (fixed)")
-    g.add_argument("--elr-radius", type=_positive_float, help="sphere radius for --elr fixed (default: initial norm)")
-    g = r.add_argument_group("speed")
-    g.add_argument("--amp", choices=["none", "bf16", "fp16"], help="autocast dtype (default none)")
-    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: on for CUDA")
-    g.add_argument("--compile", "--torchcompile", dest="compile", action="store_true", default=None)
-    g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across processes (CUDA)")
-    g = r.add_argument_group("runtime")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--device", help="cpu, cuda or cuda:N (under torchrun: cuda → cuda:LOCAL_RANK)")
-    g.add_argument("--threads", type=_positive_int)
-    g.add_argument("--eval-batch-size", type=_positive_int)
-    g.add_argument("--log-interval", type=int, help="steps between progress lines when not on a terminal")
-    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
+                       description=retrain_cli.DESCRIPTION + " torchrun ... -m search.cli retrain ... works too.")
+    retrain_cli.add_arguments(r)
     r.set_defaults(func=cmd_retrain)
 
     pr = sub.add_parser("prune", help="compress a retrained network to a MACs/params target and fine-tune it",
-                        description="Taylor channel pruning (Molchanov et al. 2019) or LRPET low-rank training "
-                                    "(Guo et al. 2023); writes OUT/arch.yaml, OUT/model.pt, OUT/metrics.json.")
-    pr.add_argument("arch", help="the network's architecture: a YAML path or a preset name")
-    pr.add_argument("ckpt", help="its weights: model.pt (a state dict) or a retrain checkpoint.pt")
-    pr.add_argument("--out", required=True, help="output folder")
-    pr.add_argument("--method", choices=["taylor", "lrpet"], default="taylor")
-    pr.add_argument("--flops-target", type=_positive_float, help="fraction of the MACs to keep (0.6 = keep 60%%)")
-    pr.add_argument("--params-target", type=_positive_float, help="fraction of the parameters to keep")
-    pr.add_argument("--rank-ratio", type=_positive_float, help="lrpet: kept fraction of each conv's full rank")
-    pr.add_argument("--budget", choices=["global", "redundancy"],
-                    help="per-layer budget: global Taylor ranking (default) or gradient redundancy")
-    pr.add_argument("--tau", type=_positive_float, help="redundancy: gradient energy fraction (default 0.9)")
-    pr.add_argument("--max-ratio", type=_positive_float, help="redundancy: largest per-layer ratio (default 0.9)")
-    pr.add_argument("--normalize", choices=["none", "l2"], help="taylor: per-group score normalisation")
-    pr.add_argument("--steps", type=_positive_int, help="taylor: pruning steps (default 5)")
-    pr.add_argument("--interval", type=_positive_int, help="taylor: mini-batches before each step (default 30)")
-    pr.add_argument("--redundancy-batches", type=_positive_int, help="mini-batches of gradients (default 20)")
-    pr.add_argument("--finetune-epochs", type=int, help="epochs after pruning / of LRPET training (default 2)")
-    pr.add_argument("--data", choices=["digits", "cifar10", "cifar100", "imagefolder"])
-    pr.add_argument("--data-dir")
-    pr.add_argument("-b", "--batch-size", type=_positive_int)
-    pr.add_argument("--lr", type=_positive_float, help="fine-tuning learning rate (default 0.01)")
-    pr.add_argument("--momentum", type=_positive_float)
-    pr.add_argument("--weight-decay", type=_positive_float)
-    pr.add_argument("--seed", type=int)
-    pr.add_argument("--device")
-    pr.add_argument("--threads", type=_positive_int)
+                        description=prune_cli.DESCRIPTION)
+    prune_cli.add_arguments(pr)
     pr.set_defaults(func=cmd_prune)
 
     lt = sub.add_parser("latency-table", help="measure a per-unit latency table for a config's space, or validate one",
@@ -303,19 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--space", required=True, help="a search config YAML (its space, data set and latency settings)")
     lt.add_argument("--out", default="latency_table.yaml", help="where to write the table (default latency_table.yaml)")
     lt.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the config's latency.device)")
-    lt.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
-    lt.add_argument("--input-size", type=_positive_int, default=None, help="default: the data set's")
+    lt.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
+    lt.add_argument("--input-size", type=positive_int, default=None, help="default: the data set's")
     lt.add_argument("--threads", type=int, default=None, help="intra-op threads (default: latency.threads; 0: leave)")
     lt.add_argument("--warmup", type=int, default=10, help="untimed passes per unit (default 10)")
-    lt.add_argument("--repeats", type=_positive_int, default=50, help="timed passes per unit (default 50)")
-    lt.add_argument("--rounds", type=_positive_int, default=3,
+    lt.add_argument("--repeats", type=positive_int, default=50, help="timed passes per unit (default 50)")
+    lt.add_argument("--rounds", type=positive_int, default=3,
                     help="rounds of --repeats; the smallest median counts (default 3; 1: plain median)")
     lt.add_argument("--calibrate", type=int, default=8,
                     help="random architectures measured end to end to fit scale and overhead (default 8; 0: off)")
     lt.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default 0)")
     lt.add_argument("--validate", action="store_true", help="validate --table instead of building one")
     lt.add_argument("--table", default=None, help="the table to validate")
-    lt.add_argument("--n", type=_positive_int, default=20, help="architectures to validate on (default 20)")
+    lt.add_argument("--n", type=positive_int, default=20, help="architectures to validate on (default 20)")
     lt.set_defaults(func=cmd_latency_table)
 
     rp = sub.add_parser("report", help="self-contained HTML report (+ PNGs) of a run, from its storage")
@@ -328,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--presets", default="wrn-16-1,wrn-16-2,wrn-16-4",
                     help="comma-separated preset names or YAML paths (default wrn-16-1,wrn-16-2,wrn-16-4)")
     cp.add_argument("--data-dir", default=None, help="where the run's data set lives now (default: the config's)")
-    cp.add_argument("--threads", type=_positive_int, default=None, help="default: the run's ray.cpus_per_trial")
+    cp.add_argument("--threads", type=positive_int, default=None, help="default: the run's ray.cpus_per_trial")
     cp.add_argument("--force", action="store_true", help="re-measure presets already in compare.json")
     cp.set_defaults(func=cmd_compare)
     return p

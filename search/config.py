@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 import space
 from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, Registry
+from train.config_base import ConfigModel as _Model
+from train.config_base import FieldError, first_error
+from train.data import DataSetName
+from train.methods import MethodsConfig
 
 from .errors import ConfigError
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
@@ -23,15 +27,9 @@ from .storage import check_storage_url
 OBJECTIVES = {"val_acc": "max", "flops": "min", "macs": "min", "params": "min", "latency_ms": "min"}
 """Objective name → direction. ``val_acc`` is always the first objective."""
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 class DataConfig(_Model):
-    name: Literal["digits", "cifar10", "cifar100", "imagefolder"] = "digits"
+    name: DataSetName = "digits"
     data_dir: str | None = None
     download: bool = False
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -47,9 +45,10 @@ class DataConfig(_Model):
 class ProxyConfig(_Model):
     """Short proxy training of every sampled architecture (the accuracy objective).
 
-    The training methods (``train.methods.MethodsConfig``): ``gradinit*`` (GradInit, Zhu et al. 2021),
-    ``lr_rule``/``lr_base_batch`` (``lr`` is the one tuned at ``lr_base_batch``; Granziol et al. 2022),
-    ``elr``/``elr_radius`` (log or fix the effective lr of scale-invariant weights; Kodryan et al. 2022)."""
+    ``methods``: the training methods (:class:`train.methods.MethodsConfig`): ``gradinit*`` (GradInit, Zhu
+    et al. 2021), ``lr_rule``/``lr_base_batch`` (``lr`` is the one tuned at ``lr_base_batch``; Granziol et
+    al. 2022), ``elr``/``elr_radius`` (log or fix the effective lr of scale-invariant weights; Kodryan et al.
+    2022)."""
 
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -57,15 +56,7 @@ class ProxyConfig(_Model):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     device: str = "cpu"
-    gradinit: bool = False
-    gradinit_iters: int = Field(100, ge=1)
-    gradinit_lr: float = Field(1e-2, gt=0)
-    gradinit_gamma: float = Field(1.0, gt=0)
-    gradinit_min_scale: float = Field(0.01, ge=0, lt=1)
-    lr_rule: Literal["none", "linear", "sqrt", "auto"] = "none"
-    lr_base_batch: int = Field(128, ge=1)
-    elr: Literal["off", "log", "fixed"] = "off"
-    elr_radius: float | None = Field(None, gt=0)
+    methods: MethodsConfig = Field(default_factory=MethodsConfig)
 
 
 class LatencyConfig(_Model):
@@ -305,26 +296,6 @@ class Config(_Model):
         return env or self.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "<config>"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        parent = exc.errors()[0]["loc"][:-1]
-        model = Config
-        for p in parent:
-            field = model.model_fields.get(str(p))
-            model = getattr(field, "annotation", None) if field else None
-            if not (isinstance(model, type) and issubclass(model, BaseModel)):
-                model = None
-                break
-        valid = f"; valid keys: {', '.join(model.model_fields)}" if model is not None else ""
-        msg = f"unknown key{valid}"
-    elif err["type"] == "literal_error":
-        msg = msg.replace("Input should be", "must be")
-    return f"{loc}: {msg}"
-
-
 def parse_config(data: Any) -> Config:
     """Validate a config mapping; raise :class:`ConfigError` with one line naming the field."""
     if data is None:
@@ -334,7 +305,7 @@ def parse_config(data: Any) -> Config:
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_first_error(exc)) from None
+        raise ConfigError(first_error(exc, Config)) from None
     _check_buildable(cfg)
     _check_scheduler(cfg)
     _check_devices(cfg)
@@ -344,13 +315,11 @@ def parse_config(data: Any) -> Config:
 
 
 def _check_methods(cfg: Config) -> None:
-    """The proxy's training methods together (e.g. ``elr_radius`` only with ``elr: fixed``); proxy training is SGD."""
-    from train.methods import MethodsConfig
-
+    """The proxy's training methods with its optimizer (proxy training is SGD)."""
     try:
-        MethodsConfig.from_settings(cfg.proxy).check_optimizer("sgd")
-    except ValueError as exc:
-        raise ConfigError(f"proxy.{exc}") from None
+        cfg.proxy.methods.check_optimizer("sgd")
+    except FieldError as exc:
+        raise ConfigError(f"proxy.methods.{exc}") from None
 
 
 def _check_latency(cfg: Config) -> None:

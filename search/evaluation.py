@@ -60,7 +60,7 @@ class ArchEvaluation:
 
     def __call__(self, arch: Arch, report: Report | None = None) -> dict[str, Any]:
         from evaluators import AccuracyEvaluator, ComplexityEvaluator
-        from train.methods import MethodRunner, MethodsConfig
+        from train.methods import MethodRunner
 
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -80,7 +80,7 @@ class ArchEvaluation:
                 raise ConstraintViolation(f"constraints.max_latency_ms: {metrics['latency_ms']:.4g} > {limit:.4g}")
         metrics["eval_seconds"] = time.perf_counter() - t0
         p = cfg.proxy
-        methods = MethodsConfig.from_settings(p)
+        methods = p.methods
         inject = cfg.faults.inject
         fault = FaultInjector(rate=inject.rate, kinds=inject.kinds, seed=inject.seed).plan(arch.arch_id) \
             if inject is not None else None

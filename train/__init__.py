@@ -7,14 +7,14 @@ DDP, exact resume) and :mod:`train.compress` (``nas prune``: Taylor pruning, gra
 LRPET).
 """
 from .checks import check_positive_int, resolve_device
-from .data import (DATASETS, DataBundle, TensorLoader, TensorSplit, load_dataset, make_loaders, make_test_loader,
-                   random_crop_flip, stratified_split)
+from .data import (DATASETS, DataBundle, DataSetName, TensorLoader, TensorSplit, load_dataset, make_loaders,
+                   make_test_loader, random_crop_flip, stratified_split)
 from .engine import (NonFiniteLossError, cosine_factor, evaluate_accuracy, make_cosine_scheduler, make_sgd,
                      nas_param_groups, train_one_epoch)
 
 __all__ = [
-    "DATASETS", "DataBundle", "NonFiniteLossError", "TensorLoader", "TensorSplit", "check_positive_int",
-    "cosine_factor", "evaluate_accuracy", "load_dataset", "make_cosine_scheduler", "make_loaders", "make_sgd",
-    "make_test_loader", "nas_param_groups", "random_crop_flip", "resolve_device", "stratified_split",
-    "train_one_epoch",
+    "DATASETS", "DataBundle", "DataSetName", "NonFiniteLossError", "TensorLoader", "TensorSplit",
+    "check_positive_int", "cosine_factor", "evaluate_accuracy", "load_dataset", "make_cosine_scheduler",
+    "make_loaders", "make_sgd", "make_test_loader", "nas_param_groups", "random_crop_flip", "resolve_device",
+    "stratified_split", "train_one_epoch",
 ]

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from space.registry import Registry
 
 from .checks import check_positive_int
+from .config_base import literal
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -305,6 +306,8 @@ DATASETS.register("digits", _digits, doc="scikit-learn's 8×8 digits upsampled t
 DATASETS.register("cifar10", lambda **kw: _cifar("cifar10", **kw), doc="CIFAR-10 in torchvision's format")
 DATASETS.register("cifar100", lambda **kw: _cifar("cifar100", **kw), doc="CIFAR-100 in torchvision's format")
 DATASETS.register("imagefolder", _imagefolder, doc="train/ and val/ (or test/) ImageFolder directories")
+DataSetName = literal(DATASETS.names())
+"""The registered data set names as a ``Literal`` (config fields and ``--data`` choices come from it)."""
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, download: bool = False, seed: int = 0,

@@ -1,5 +1,5 @@
-"""Data-parallel retraining: ``nas retrain --nproc 2`` (torchrun, gloo on the CPU) trains like one process
-with the same global batch.
+"""Data-parallel retraining: ``nas retrain --nproc 2`` and ``torchrun -m train.retrain`` (gloo on the CPU)
+train like one process with the same global batch.
 
 The network uses GroupNorm: per-sample statistics, so splitting a batch over two processes does
 not change the forward pass (BatchNorm would normalise each half by its own statistics, and
@@ -16,6 +16,7 @@ threads in one process changes the test accuracy by 1-2 points after 2 epochs.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -64,3 +65,21 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # ranks draw independently
     with pytest.raises(ValueError, match="written by 2 process"):
         retrain(arch, cfg.replace(epochs=2), out_dir=tmp_path / "two", resume=True, out=lambda s: None)
+
+
+def test_torchrun_module_train_retrain_matches_one_process(tmp_path):
+    """``torchrun --nproc_per_node 2 -m train.retrain`` (the parser of ``nas retrain``, no ``nas`` around it)."""
+    arch = gn_arch()
+    path = tmp_path / "gn.yaml"
+    path.write_text(arch.to_yaml())
+    cfg = RetrainConfig(epochs=1, batch_size=64, lr=0.02, log_interval=0, tensorboard=False, threads=1)
+    one = retrain(arch, cfg, out_dir=tmp_path / "one", out=lambda s: None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "train.retrain", str(path), "-b", "32", "--epochs", "1", "--lr", "0.02",
+                           "--log-interval", "0", "--no-tensorboard", "--threads", "1", "--out", str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sum(line.startswith("test accuracy") for line in proc.stdout.splitlines()) == 1  # rank 0 alone
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert (two["world_size"], two["global_batch"]) == (2, 64)
+    assert two["history"][0]["train_loss"] == pytest.approx(one["history"][0]["train_loss"], rel=1e-5)

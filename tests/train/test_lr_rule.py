@@ -73,7 +73,7 @@ def test_proxy_runner_scales_and_checks_at_construction():
     assert MethodRunner(MethodsConfig()).scaled_lr(0.2, 64) == 0.2
     with pytest.raises(ValueError, match="lr_rule"):
         MethodRunner(MethodsConfig(lr_rule="auto"), optimizer_name="lion")
-    assert MethodsConfig.from_settings({"lr_rule": "sqrt", "other_key": 1}).lr_rule == "sqrt"
+    assert RetrainConfig(methods={"lr_rule": "sqrt"}).methods == MethodsConfig(lr_rule="sqrt")
 
 
 def test_docstring_examples():

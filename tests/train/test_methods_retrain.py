@@ -77,8 +77,10 @@ def test_cli_retrain_fixed_elr_lr_rule_and_gradinit(tmp_path: Path, capsys):
     assert "gradinit: 3 iterations" in printed and "elr: 4 scale-invariant weight tensors, sphere radius 2.5" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     cfg = metrics["config"]
-    assert cfg["lr"] == pytest.approx(0.05) and cfg["lr_rule"] == "auto", "linear rule: 0.2 · 32/128"
-    assert (cfg["gradinit"], cfg["gradinit_iters"], cfg["elr"], cfg["elr_radius"]) == (True, 3, "fixed", 2.5)
+    methods = cfg["methods"]
+    assert cfg["lr"] == pytest.approx(0.05) and methods["lr_rule"] == "auto", "linear rule: 0.2 · 32/128"
+    assert (methods["gradinit"], methods["gradinit_iters"], methods["elr"], methods["elr_radius"]) == \
+        (True, 3, "fixed", 2.5)
     row = metrics["history"][0]
     assert row["gradinit_iters"] == 3 and row["lr"] == pytest.approx(0.05)
     assert row["si_norm"] == pytest.approx(2.5, rel=1e-5) and row["elr"] == pytest.approx(0.05 / 2.5 ** 2, rel=1e-5)
@@ -99,7 +101,8 @@ def test_fixed_elr_gradinit_and_lr_rule_resume_bit_identical(tmp_path: Path):
 
     arch = ARCH.replace(head=Head(dropout=0.3))  # dropout: SI detection on resume must not draw from the RNG
     cfg = RetrainConfig(data="digits", image_size=8, epochs=2, batch_size=64, lr=0.2, workers=0, tensorboard=False,
-                        log_interval=0, gradinit=True, gradinit_iters=2, lr_rule="linear", elr="fixed")
+                        log_interval=0, methods=MethodsConfig(gradinit=True, gradinit_iters=2, lr_rule="linear",
+                                                              elr="fixed"))
     straight = retrain(arch, cfg, out_dir=tmp_path / "a", out=quiet)
     with pytest.raises(KeyboardInterrupt):
         retrain(arch, cfg, out_dir=tmp_path / "b", out=quiet, callbacks=[StopAt()])
@@ -135,9 +138,9 @@ def test_fixed_elr_claims_keep_module_lr_scale_and_drop_decay():
 
 
 @pytest.mark.parametrize("args, field", [
-    (["--elr-radius", "2"], "elr_radius"), (["--lr-rule", "auto", "--opt", "lion"], "lr_rule"),
-    (["--gradinit", "--opt", "lion"], "gradinit"), (["--gradinit-min-scale", "1"], "gradinit_min_scale"),
-    (["--gradinit-lr", "0"], "gradinit_lr")])
+    (["--elr-radius", "2"], "methods.elr_radius"), (["--lr-rule", "auto", "--opt", "lion"], "methods.lr_rule"),
+    (["--gradinit", "--opt", "lion"], "methods.gradinit"),
+    (["--gradinit-min-scale", "1"], "methods.gradinit_min_scale"), (["--gradinit-lr", "0"], "methods.gradinit_lr")])
 def test_cli_method_options_are_checked_before_training(tmp_path: Path, capsys, args, field):
     from search.cli import main
 
@@ -150,9 +153,9 @@ def test_cli_method_options_are_checked_before_training(tmp_path: Path, capsys, 
 # --------------------------------------------------------------------------- proxy training (search)
 
 
-def proxy_config(**proxy) -> dict:
+def proxy_config(epochs: int = 1, **methods) -> dict:
     return {"name": "methods", "data": {"name": "digits", "image_size": 8}, "latency": {"isolate": False},
-            "proxy": {"epochs": 1, "batch_size": 32, "lr": 0.2, **proxy}}
+            "proxy": {"epochs": epochs, "batch_size": 32, "lr": 0.2, "methods": methods}}
 
 
 def test_proxy_evaluation_with_gradinit_lr_rule_and_elr_log():
@@ -180,10 +183,11 @@ def test_proxy_fixed_elr_keeps_the_sphere():
     assert reports[0]["elr"] == pytest.approx(reports[0]["lr"] / 9.0, rel=1e-5)
 
 
-@pytest.mark.parametrize("proxy, field", [
-    ({"lr_rule": "bogus"}, "proxy.lr_rule"), ({"elr": "sometimes"}, "proxy.elr"),
-    ({"elr_radius": 1.0}, "proxy.elr_radius"), ({"gradinit_min_scale": 1.0}, "proxy.gradinit_min_scale")])
-def test_proxy_method_config_errors_name_the_field(proxy, field):
+@pytest.mark.parametrize("methods, field", [
+    ({"lr_rule": "bogus"}, "proxy.methods.lr_rule"), ({"elr": "sometimes"}, "proxy.methods.elr"),
+    ({"elr_radius": 1.0}, "proxy.methods.elr_radius"),
+    ({"gradinit_min_scale": 1.0}, "proxy.methods.gradinit_min_scale")])
+def test_proxy_method_config_errors_name_the_field(methods, field):
     with pytest.raises(ConfigError) as err:
-        parse_config(proxy_config(**proxy))
+        parse_config(proxy_config(**methods))
     assert str(err.value).startswith(field) and "\n" not in str(err.value)

@@ -201,7 +201,7 @@ def test_cli_rejects_bad_option_combinations(tmp_path, capsys):
     (tmp_path / "a.yaml").write_text(_arch().to_yaml())
     code = main(["prune", str(tmp_path / "a.yaml"), str(tmp_path / "m.pt"), "--out", str(tmp_path / "o"),
                  "--rank-ratio", "0.5"])
-    assert code == 2 and "--flops-target: method taylor needs exactly one of" in capsys.readouterr().err
+    assert code == 2 and "flops_target: method taylor needs exactly one of" in capsys.readouterr().err
     code = main(["prune", str(tmp_path / "a.yaml"), str(tmp_path / "m.pt"), "--out", str(tmp_path / "o"),
                  "--flops-target", "1.5"])
     assert code == 2 and "must be in (0, 1)" in capsys.readouterr().err

@@ -23,7 +23,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -33,71 +33,11 @@ import torch.nn.functional as F
 
 from space import Arch, build_model
 
+from .config import CompressConfig
 from .lrpet import LrpetCallback, export_lowrank, plan_ranks, ranks_for_target, redundancy_ranks
 from .redundancy import GradientRedundancy, LayerRedundancy, redundancy_widths
 from .structure import analyse
-from .taylor import NORMALIZATIONS, TaylorPruner
-
-METHODS = ("taylor", "lrpet")
-BUDGETS = ("global", "redundancy")
-
-
-@dataclass(frozen=True)
-class CompressConfig:
-    method: str = "taylor"
-    flops_target: float | None = None    # fraction of the MACs to keep
-    params_target: float | None = None   # fraction of the parameters to keep
-    rank_ratio: float | None = None      # lrpet: kept fraction of min(C_out, C_in·k²) per conv
-    budget: str = "global"
-    tau: float = 0.9
-    max_ratio: float = 0.9
-    normalize: str = "none"
-    steps: int = 5
-    interval: int = 30
-    redundancy_batches: int = 20
-    finetune_epochs: int = 2
-    data: str = "digits"
-    data_dir: str | None = None
-    batch_size: int = 128
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-
-    @property
-    def metric(self) -> str:
-        return "params" if self.params_target is not None else "macs"
-
-    @property
-    def fraction(self) -> float | None:
-        return self.params_target if self.params_target is not None else self.flops_target
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"--method: must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.budget not in BUDGETS:
-            raise ValueError(f"--budget: must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
-        if self.normalize not in NORMALIZATIONS:
-            raise ValueError(f"--normalize: must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
-        given = [n for n in ("flops_target", "params_target", "rank_ratio") if getattr(self, n) is not None]
-        allowed = ("flops_target", "params_target") + (("rank_ratio",) if self.method == "lrpet" else ())
-        if len(given) != 1 or given[0] not in allowed:
-            names = " or ".join("--" + n.replace("_", "-") for n in allowed)
-            raise ValueError(f"--flops-target: method {self.method} needs exactly one of {names}")
-        value = getattr(self, given[0])
-        if not 0 < value < 1 and not (given[0] == "rank_ratio" and value == 1):
-            raise ValueError(f"--{given[0].replace('_', '-')}: must be in (0, 1), got {value!r}")
-        if self.budget == "redundancy" and self.fraction is None:
-            raise ValueError("--budget: redundancy needs --flops-target or --params-target")
-        for name in ("steps", "interval", "redundancy_batches", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)!r}")
-        if self.finetune_epochs < 0:
-            raise ValueError(f"--finetune-epochs: must be >= 0, got {self.finetune_epochs!r}")
-        if not 0 < self.tau <= 1 or not 0 < self.max_ratio < 1:
-            raise ValueError(f"--tau must be in (0, 1] and --max-ratio in (0, 1), got {self.tau!r}, {self.max_ratio!r}")
+from .taylor import TaylorPruner
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -282,8 +222,8 @@ def compress(arch: Arch, state: dict[str, torch.Tensor], cfg: CompressConfig, *,
     """Compress the network ``arch`` with weights ``state``; write arch.yaml, model.pt, metrics.json to ``out_dir``."""
     from train import load_dataset, make_loaders, make_test_loader, resolve_device
 
-    cfg.validate()
-    device = resolve_device(cfg.device, field="--device")
+    cfg.check()
+    device = resolve_device(cfg.device, field="device")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed)
@@ -314,6 +254,6 @@ def compress(arch: Arch, state: dict[str, torch.Tensor], cfg: CompressConfig, *,
                                                 "rank_ratio": cfg.rank_ratio, "budget": cfg.budget},
                "before": before, "after": after,
                "ratio": {"macs": after["macs"] / before["macs"], "params": after["params"] / before["params"]},
-               **info, "seconds": time.perf_counter() - t0, "config": asdict(cfg)}
+               **info, "seconds": time.perf_counter() - t0, "config": cfg.to_dict()}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

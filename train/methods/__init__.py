@@ -14,10 +14,10 @@ and reaches every optimizer through ``nas_param_groups()``.
 from .elr import ElrTracker, FixedElr, find_scale_invariant, si_param_groups_fn
 from .gradinit import INNER_OPTIMIZERS, gradinit, gradinit_summary, inner_optimizer_for
 from .lr_rule import LR_RULES, optimizer_family, resolve_rule, scale_lr
-from .runner import ELR_MODES, METHOD_FIELDS, MethodRunner, MethodsConfig
+from .runner import ELR_MODES, MethodRunner, MethodsConfig
 
 __all__ = [
-    "ELR_MODES", "ElrTracker", "FixedElr", "INNER_OPTIMIZERS", "LR_RULES", "METHOD_FIELDS", "MethodRunner",
+    "ELR_MODES", "ElrTracker", "FixedElr", "INNER_OPTIMIZERS", "LR_RULES", "MethodRunner",
     "MethodsConfig", "find_scale_invariant", "gradinit", "gradinit_summary", "inner_optimizer_for", "optimizer_family",
     "resolve_rule", "scale_lr", "si_param_groups_fn",
 ]

@@ -1,8 +1,8 @@
 """The seed training methods as one set of plain settings and the hooks a training loop calls.
 
-:class:`MethodsConfig` names every option once (the same field names belong in the search config's
-``proxy`` section and in ``RetrainConfig``); :class:`MethodRunner` is what the proxy training loop
-(:class:`evaluators.AccuracyEvaluator`) calls, in this order:
+:class:`MethodsConfig` declares every option once (nested as ``proxy.methods`` in the search config and
+as ``methods`` in ``RetrainConfig``; ``nas retrain`` flags are generated from it); :class:`MethodRunner`
+is what the proxy training loop (:class:`evaluators.AccuracyEvaluator`) calls, in this order:
 
 1. ``lr = runner.scaled_lr(base_lr, batch_size)`` — the batch-size rule (:mod:`.lr_rule`);
 2. ``runner.start(model, loader, lr=lr, example_input=x)`` — GradInit (:mod:`.gradinit`), then the
@@ -16,23 +16,24 @@ Retraining uses the same pieces as ``train.retrain`` callbacks (``train.methods`
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 import torch.nn as nn
+from pydantic import Field, model_validator
 
+from ..config_base import ConfigModel, FieldError, literal
 from ..engine import ParamGroupsFn, nas_param_groups
 from .elr import ElrTracker, FixedElr, find_scale_invariant, si_param_groups_fn
 from .gradinit import gradinit, gradinit_summary, inner_optimizer_for
 from .lr_rule import LR_RULES, resolve_rule, scale_lr
 
 ELR_MODES = ("off", "log", "fixed")
+LrRule = literal(LR_RULES)
+ElrMode = literal(ELR_MODES)
 
 
-@dataclass(frozen=True)
-class MethodsConfig:
+class MethodsConfig(ConfigModel):
     """Settings of the seed training methods; every default leaves training unchanged.
 
     - ``gradinit``: run GradInit before training (Zhu et al. 2021) for ``gradinit_iters`` iterations
@@ -44,59 +45,35 @@ class MethodsConfig:
       them on the sphere of radius ``elr_radius``, default their initial norm; Kodryan et al. 2022).
     """
 
-    gradinit: bool = False
-    gradinit_iters: int = 100
-    gradinit_lr: float = 1e-2
-    gradinit_gamma: float = 1.0
-    gradinit_min_scale: float = 0.01
-    lr_rule: str = "none"
-    lr_base_batch: int = 128
-    elr: str = "off"
-    elr_radius: float | None = None
+    gradinit: bool = Field(False, description="GradInit before training (Zhu et al. 2021)")
+    gradinit_iters: int = Field(100, ge=1, description="GradInit iterations")
+    gradinit_lr: float = Field(1e-2, gt=0, description="GradInit scale learning rate tau")
+    gradinit_gamma: float = Field(1.0, gt=0, description="GradInit gradient-norm bound gamma")
+    gradinit_min_scale: float = Field(0.01, ge=0, lt=1, description="GradInit lower bound of the scales")
+    lr_rule: LrRule = Field("none", description="move lr from lr_base_batch to the global batch: linear for SGD, "
+                                                "sqrt for Adam-like, auto picks (Granziol et al. 2022)")
+    lr_base_batch: int = Field(128, ge=1, description="batch size lr was tuned at")
+    elr: ElrMode = Field("off", description="effective lr of scale-invariant weights: log it, or train them on a "
+                                            "sphere (fixed; Kodryan et al. 2022)")
+    elr_radius: float | None = Field(None, gt=0, description="sphere radius with elr fixed (default: the weights' "
+                                                             "initial norm)")
 
-    def check(self) -> "MethodsConfig":
-        """``self`` if valid; ``ValueError("field: problem")`` otherwise."""
-        if not isinstance(self.gradinit, bool):
-            raise ValueError(f"gradinit: must be true or false, got {self.gradinit!r}")
-        for name in ("gradinit_iters", "lr_base_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
-        for name in ("gradinit_lr", "gradinit_gamma"):
-            value = getattr(self, name)
-            if not _number(value) or not value > 0:
-                raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
-        if not _number(self.gradinit_min_scale) or not 0 <= self.gradinit_min_scale < 1:
-            raise ValueError(f"gradinit_min_scale: must be in [0, 1), got {self.gradinit_min_scale!r}")
-        if self.lr_rule not in LR_RULES:
-            raise ValueError(f"lr_rule: must be one of {', '.join(LR_RULES)}, got {self.lr_rule!r}")
-        if self.elr not in ELR_MODES:
-            raise ValueError(f"elr: must be one of {', '.join(ELR_MODES)}, got {self.elr!r}")
-        if self.elr_radius is not None and (not _number(self.elr_radius) or not self.elr_radius > 0):
-            raise ValueError(f"elr_radius: must be a finite number > 0 or null, got {self.elr_radius!r}")
+    @model_validator(mode="after")
+    def _radius_only_when_fixed(self) -> "MethodsConfig":
         if self.elr_radius is not None and self.elr != "fixed":
-            raise ValueError(f"elr_radius: only used with elr: fixed, got elr {self.elr!r}")
+            raise FieldError("elr_radius", f"only used with elr: fixed, got elr {self.elr!r}")
         return self
 
     def check_optimizer(self, optimizer_name: str) -> None:
-        """The optimizer-dependent checks: ``lr_rule: auto`` and GradInit need a known optimizer family."""
-        resolve_rule(self.lr_rule, optimizer_name)
-        if self.gradinit:
-            inner_optimizer_for(optimizer_name)
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "MethodsConfig":
-        """The fields of this class read from any object (dataclass, pydantic model) or mapping that has them."""
-        get = settings.get if isinstance(settings, dict) else (lambda k, d: getattr(settings, k, d))
-        return cls(**{f.name: get(f.name, f.default) for f in fields(cls)}).check()
-
-
-METHOD_FIELDS = tuple(f.name for f in fields(MethodsConfig))
-"""The option names, in order (for configs that carry them flat)."""
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        """The optimizer-dependent checks (:class:`FieldError`): ``lr_rule: auto`` and GradInit need a known
+        optimizer family."""
+        try:
+            resolve_rule(self.lr_rule, optimizer_name)
+            if self.gradinit:
+                inner_optimizer_for(optimizer_name)
+        except ValueError as exc:
+            field = "lr_rule" if str(exc).startswith("lr_rule:") else "gradinit"
+            raise FieldError(field, str(exc).removeprefix(f"{field}: ")) from None
 
 
 class MethodRunner:

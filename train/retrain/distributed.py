@@ -1,7 +1,7 @@
 """Process-group set-up for ``torchrun``-launched data parallelism, and the collectives retrain needs.
 
-``torchrun --nproc_per_node N -m search.cli retrain ...`` (or ``nas retrain --nproc N``, which runs
-exactly that) starts N processes with ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set; each joins one
+``torchrun --nproc_per_node N -m train.retrain ...`` (or ``nas retrain --nproc N``, which starts them
+through torchrun) starts N processes with ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set; each joins one
 process group: NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on the CPU. Without
 those variables (or with ``WORLD_SIZE=1``) everything runs in one process and every collective
 here is a no-op.

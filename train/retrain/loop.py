@@ -40,10 +40,9 @@ def retrain(arch: Arch, cfg: RetrainConfig, *, out_dir: Path, resume: bool = Fal
     without it an existing checkpoint is an error rather than silently overwritten. The training
     methods ``cfg`` turns on (``gradinit``, ``lr_rule``, ``elr``) run as callbacks before ``callbacks``.
     """
-    from ..methods import MethodsConfig
     from .methods import method_callbacks
 
-    callbacks = [*method_callbacks(MethodsConfig.from_settings(cfg)), *callbacks]
+    callbacks = [*method_callbacks(cfg.methods), *callbacks]
     info = init_distributed(cfg.device)
     try:
         for cb in callbacks:
