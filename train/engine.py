@@ -4,8 +4,9 @@
   ``torch.autocast`` (:class:`Precision`; inputs in channels_last on request, mixup if given),
   backward (loss-scaled for fp16), the ``after_backward`` hook (on unscaled gradients), timm's
   ``dispatch_clip_grad`` (norm, value or AGC), optimizer step, the ``on_step_end`` hook (e.g. a
-  projection of the weights), the scheduler's per-update step, timm's EMA update. Running sums stay
-  on the device and are summed over ranks at the end of the epoch when given ``reduce``.
+  projection of the weights), the scheduler's per-update step, timm's EMA update. The per-step
+  losses and hit counts stay on the device until the end of the epoch; then they are summed (over
+  ranks too when given ``reduce``).
 - :func:`evaluate_accuracy` — top-1 accuracy and mean cross-entropy in eval mode, with the same
   precision and memory format.
 - :func:`make_sgd` — SGD with (Nesterov) momentum; no weight decay on 1-D parameters (norm
@@ -164,31 +165,43 @@ class Engine:
 
         Returns ``loss`` (mean over images), ``acc`` (top-1 fraction against the un-mixed labels, soft
         2-D labels by their argmax), ``images`` (all ranks with ``reduce``) and ``seconds`` (this process).
+        The per-step losses and hit counts stay on the device until the end of the epoch.
         """
         self.model.train()
-        device = self.device
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen, steps, start = 0, 0, time.perf_counter()
+        losses: list[torch.Tensor] = []
+        hits: list[torch.Tensor] = []
+        sizes: list[int] = []
+        start = time.perf_counter()
 
         def running() -> dict[str, float]:
-            return {"loss": float(loss_sum) / max(seen, 1), "images": seen, "seconds": time.perf_counter() - start}
+            seen = sum(sizes)
+            return {"loss": _loss_sum(losses, sizes) / max(seen, 1), "images": seen,
+                    "seconds": time.perf_counter() - start}
 
         for x, y in loader:
-            x, labels = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss, logits = self.step(x, labels, iteration=steps)
-            loss_sum += loss.double() * x.shape[0]
-            correct += (logits.argmax(1) == (labels.argmax(1) if labels.ndim == 2 else labels)).sum()
-            seen, steps = seen + x.shape[0], steps + 1
+            x, labels = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            loss, logits = self.step(x, labels, iteration=len(losses))
+            losses.append(loss)
+            hits.append((logits.argmax(1) == (labels.argmax(1) if labels.ndim == 2 else labels)).sum())
+            sizes.append(x.shape[0])
             if progress is not None:
-                progress(steps, running)
+                progress(len(losses), running)
         seconds = time.perf_counter() - start
-        loss_total, correct_total, images = _sums([loss_sum, correct, seen], self.reduce)
+        correct = torch.stack(hits).sum() if hits else 0
+        loss_total, correct_total, images = _sums([_loss_sum(losses, sizes), correct, sum(sizes)], self.reduce)
         if not math.isfinite(loss_total):
-            raise NonFiniteLossError(f"non-finite training loss {loss_total} summed over an epoch of {steps} "
+            raise NonFiniteLossError(f"non-finite training loss {loss_total} summed over an epoch of {len(losses)} "
                                      f"iterations")
         return {"loss": loss_total / max(images, 1), "acc": correct_total / max(images, 1), "images": int(images),
                 "seconds": seconds}
+
+
+def _loss_sum(losses: list[torch.Tensor], sizes: list[int]) -> float:
+    """Σ loss·batch in float64, in step order (one device sync)."""
+    total = 0.0
+    for value, n in zip(torch.stack(losses).tolist() if losses else [], sizes):
+        total += value * n
+    return total
 
 
 def _sums(values: list[Any], reduce: Reduce | None) -> list[float]:
