@@ -5,6 +5,7 @@ SGD with Nesterov momentum 0.9, weight decay 5e-4 on weights only, cosine learni
 iteration over the whole budget (optional linear warm-up), the data set's standard augmentation,
 and a stratified validation split carved from the *training* data with the evaluator's seed. The
 test split is never read. On the CPU the result is a pure function of ``(arch, budget, seed)``.
+Training runs through :class:`train.Engine`, the loop retraining and compression use too.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from space import Arch, build_model
 from train.checks import check_positive_int, resolve_device
 from train.data import DataBundle, make_loaders
-from train.engine import evaluate_accuracy, make_cosine_scheduler, make_sgd, train_one_epoch
+from train.engine import AMP_MODES, Engine, create_precision, evaluate_accuracy, make_cosine_scheduler, make_sgd
 from train.methods import MethodRunner, MethodsConfig
 
 from .base import Report, register_evaluator
@@ -27,8 +28,9 @@ class AccuracyEvaluator:
     After every epoch ``e`` (1-based, = epochs completed) it calls ``report({"epoch", "val_acc",
     "val_loss", "train_loss", "train_acc", "lr"})``; ``report`` may raise to stop the trial (the
     exception propagates). Accuracies are fractions in [0, 1]. A diverged run raises
-    :class:`~train.engine.NonFiniteLossError`. The cosine schedule spans the whole budget, so a
-    trial stopped early was trained with a schedule planned for its full budget.
+    :class:`~train.engine.NonFiniteLossError` at its first non-finite step. The cosine schedule spans
+    the whole budget, so a trial stopped early was trained with a schedule planned for its full budget.
+    ``amp`` (``none``, ``bf16``, ``fp16``) and ``channels_last`` (default: on CUDA) as in retraining.
 
     ``methods`` (:class:`~train.methods.MethodsConfig`): GradInit before the first epoch (its
     ``gradinit_*`` statistics join epoch 1's report), ELR logging (``elr``, ``si_norm`` every epoch) or
@@ -43,7 +45,8 @@ class AccuracyEvaluator:
     def __init__(self, *, data: DataBundle, epochs: int = 3, batch_size: int = 128, lr: float = 0.1,
                  momentum: float = 0.9, weight_decay: float = 5e-4, val_fraction: float = 0.2, seed: int = 0,
                  device: str = "cpu", threads: int | None = None, warmup_epochs: int = 0,
-                 grad_clip: float | None = None, methods: MethodsConfig | None = None) -> None:
+                 grad_clip: float | None = None, methods: MethodsConfig | None = None, amp: str = "none",
+                 channels_last: bool | None = None) -> None:
         if not isinstance(data, DataBundle):
             raise ValueError(f"data: expected a DataBundle from load_dataset(), got {type(data).__name__}")
         self.data = data
@@ -58,6 +61,11 @@ class AccuracyEvaluator:
         self.threads = threads if threads is None else check_positive_int(threads, "accuracy.threads")
         self.warmup_epochs = check_positive_int(warmup_epochs, "accuracy.warmup_epochs", minimum=0)
         self.grad_clip = grad_clip
+        if amp not in AMP_MODES:
+            raise ValueError(f"accuracy.amp: must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+        if channels_last not in (None, True, False):
+            raise ValueError(f"accuracy.channels_last: must be true, false or null (on CUDA), got {channels_last!r}")
+        self.amp, self.channels_last = amp, channels_last
         self.methods = (methods if methods is not None else MethodsConfig()).check()
 
     def _check_arch(self, arch: Arch) -> None:
@@ -83,6 +91,9 @@ class AccuracyEvaluator:
 
     def _train(self, arch: Arch, epochs: int, dev: torch.device, report: Report | None) -> dict[str, float]:
         model = build_model(arch, num_classes=self.data.num_classes, in_chans=self.data.in_chans).to(dev)
+        channels_last = self.channels_last if self.channels_last is not None else dev.type == "cuda"
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
         train_loader, val_loader = make_loaders(self.data, batch_size=self.batch_size, val_fraction=self.val_fraction,
                                                 seed=self.seed, augment=True)
         runner = MethodRunner(self.methods, elr_per_layer=False)
@@ -93,12 +104,14 @@ class AccuracyEvaluator:
                              param_groups_fn=runner.param_groups_fn())
         steps = epochs * len(train_loader)
         warmup = min(self.warmup_epochs * len(train_loader), steps - 1)
-        scheduler = make_cosine_scheduler(optimizer, total_steps=steps, warmup_steps=warmup)
+        precision = create_precision(self.amp, dev)
+        engine = Engine(model=model, optimizer=optimizer, device=dev, precision=precision, channels_last=channels_last,
+                        scheduler=make_cosine_scheduler(optimizer, total_steps=steps, warmup_steps=warmup),
+                        grad_clip=self.grad_clip, on_step_end=lambda loss: runner.on_step_end(model, optimizer))
         seconds, result = 0.0, {}
         for epoch in range(1, epochs + 1):
-            tr = train_one_epoch(model, train_loader, optimizer, device=dev, scheduler=scheduler,
-                                 grad_clip=self.grad_clip, on_step_end=lambda: runner.on_step_end(model, optimizer))
-            va = evaluate_accuracy(model, val_loader, device=dev)
+            tr = engine.train_epoch(train_loader)
+            va = evaluate_accuracy(model, val_loader, device=dev, precision=precision, channels_last=channels_last)
             seconds += tr["seconds"]
             group = optimizer.param_groups[0]
             result = {"epoch": epoch, "val_acc": va["acc"], "val_loss": va["loss"], "train_loss": tr["loss"],

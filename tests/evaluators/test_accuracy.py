@@ -45,3 +45,17 @@ def test_bad_settings(digits):
         AccuracyEvaluator(data=digits, device="tpu")
     with pytest.raises(ValueError, match="budget"):
         AccuracyEvaluator(data=digits).evaluate(ARCH, budget=0)
+
+
+def test_bf16_and_channels_last_train_like_fp32(digits, one_thread):
+    """The proxy runs through the same engine as retraining: bf16 autocast and channels_last on request."""
+    runs = {name: AccuracyEvaluator(data=digits, epochs=2, batch_size=32, threads=1, **kw).evaluate(ARCH)
+            for name, kw in {"ref": {}, "cl": {"channels_last": True}, "bf16": {"amp": "bf16"}}.items()}
+    ref = runs.pop("ref")
+    assert ref["val_acc"] > 0.5
+    for name, run in runs.items():  # measured: train losses 1.146 (fp32), 1.159 (channels_last), 1.143 (bf16)
+        assert run["train_loss"] != ref["train_loss"], name  # other kernels / bf16 really ran ...
+        assert run["train_loss"] == pytest.approx(ref["train_loss"], rel=0.03), name  # ... and trained alike
+        assert abs(run["val_acc"] - ref["val_acc"]) < 0.05, name
+    with pytest.raises(ValueError, match="accuracy.amp"):
+        AccuracyEvaluator(data=digits, amp="fp8")

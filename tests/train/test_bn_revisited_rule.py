@@ -1,6 +1,6 @@
 """BN-init-revisited's optimizer rule (Davis & Frank 2022): one real training step updates γ with lr/100 and
 no weight decay, while conv weights get the full lr and weight decay — through the proxy optimizer
-(``train.make_sgd`` + ``train_one_epoch``) and through retrain's timm optimizer and engine."""
+(``train.make_sgd`` + ``train.Engine``) and through retrain's timm optimizer and engine."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from train import make_sgd, train_one_epoch
+from train import Engine, make_sgd
 from train.retrain import (DistInfo, RetrainConfig, RetrainContext, create_optimizer, create_precision,
                             create_scheduler, param_groups, train_epoch)
 from space import build_model
@@ -52,7 +52,7 @@ def test_gamma_rule_through_make_sgd():
     model = revisited_wrn()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = make_sgd(model, lr=LR, momentum=MOMENTUM, weight_decay=WD)
-    train_one_epoch(model, batch(), opt, device="cpu")
+    Engine(model=model, optimizer=opt, device="cpu").train_epoch(batch())
     check_first_step(model, before)
 
 

@@ -11,7 +11,7 @@ import pytest
 import timm
 import torch
 
-from train import TensorLoader, load_dataset
+from train import NonFiniteLossError, TensorLoader, load_dataset
 from train.retrain import (Callback, RetrainConfig, ShardedTensorLoader, create_optimizer, create_scheduler,
                             param_groups, retrain)
 from space import Arch, Head, Stage, Stem, build_model, get_preset
@@ -171,6 +171,28 @@ def test_bf16_autocast_trains_on_cpu_like_fp32_and_callbacks_plug_in(tmp_path):
     # same training to within bf16 precision (measured: losses 2.297 both, test accuracy 0.265 vs 0.262)
     assert m["history"][0]["train_loss"] == pytest.approx(ref["history"][0]["train_loss"], rel=0.01)
     assert abs(m["test_acc"] - ref["test_acc"]) < 0.03 and ref["test_acc"] > 0.2
+
+
+class Poison(Callback):
+    """Makes every logit NaN before training and counts the steps taken."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_start(self, ctx) -> None:
+        ctx.model.classifier.bias.data.fill_(float("nan"))
+
+    def on_step_end(self, ctx, loss) -> None:
+        self.steps += 1
+
+
+def test_non_finite_loss_stops_retraining_at_the_end_of_its_epoch(tmp_path):
+    poison = Poison()
+    cfg = RetrainConfig(epochs=2, batch_size=128, log_interval=0, tensorboard=False)
+    with pytest.raises(NonFiniteLossError, match="epoch of 11 iterations"):
+        retrain(tiny(), cfg, out_dir=tmp_path, out=quiet, callbacks=[poison])
+    assert poison.steps == 1437 // 128  # the whole first epoch ran: one check per epoch, on the ranks' sums
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 # --------------------------------------------------------------------------- CLI, logs, timm

@@ -12,6 +12,9 @@ Two methods:
   ``finetune_epochs`` epochs of SGD each followed by a projection, then export factorised convs.
   Ranks come from ``rank_ratio``, or a uniform ratio solved for the cost target, or the redundancy budget.
 
+Every training step (the pruning rounds, the fine-tuning) runs through :class:`train.Engine`; a
+non-finite loss raises :class:`train.NonFiniteLossError` at its step.
+
 The cost target is a fraction of the original network's MACs (``flops_target``; conv+linear
 multiply-adds, the papers' convention) or parameters (``params_target``). Writes ``arch.yaml``,
 ``model.pt`` (a state dict that ``build_model(from_yaml(arch.yaml))`` loads strictly) and
@@ -21,10 +24,10 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
+from itertools import islice
 from typing import Any, Callable, Iterator
 
 import torch
@@ -65,26 +68,6 @@ def _batches(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch += 1
 
 
-def _train_steps(model: nn.Module, batches: Iterator, optimizer: torch.optim.Optimizer, n: int,
-                 device: torch.device, after_backward: Callable[[], None]) -> float:
-    from train import NonFiniteLossError
-
-    model.train()
-    total = 0.0
-    for it in range(n):
-        x, y = next(batches)
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(f"non-finite loss {value} at pruning iteration {it}")
-        loss.backward()
-        after_backward()
-        optimizer.step()
-        total += value
-    return total / n
-
-
 def _redundancy(model: nn.Module, batches: Iterator, cfg: CompressConfig, device: torch.device
                 ) -> dict[str, LayerRedundancy]:
     """Gradient Gram matrices over ``redundancy_batches`` mini-batches; weights and BN statistics are restored."""
@@ -111,17 +94,18 @@ def _max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
 def _finetune(model: nn.Module, cfg: CompressConfig, train_loader: Any, test_loader: Any, device: torch.device,
               out: Callable[[str], None], *, after_epoch: Callable[[nn.Module], None] | None = None
               ) -> list[dict[str, float]]:
-    from train import evaluate_accuracy, make_cosine_scheduler, make_sgd, train_one_epoch
+    from train import Engine, evaluate_accuracy, make_cosine_scheduler, make_sgd
 
     if cfg.finetune_epochs == 0:
         return []
     opt = make_sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = make_cosine_scheduler(opt, total_steps=cfg.finetune_epochs * len(train_loader))
+    engine = Engine(model=model, optimizer=opt, device=device,
+                    scheduler=make_cosine_scheduler(opt, total_steps=cfg.finetune_epochs * len(train_loader)))
     history = []
     for epoch in range(cfg.finetune_epochs):
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
-        tr = train_one_epoch(model, train_loader, opt, device=device, scheduler=sched)
+        tr = engine.train_epoch(train_loader)
         if after_epoch is not None:
             after_epoch(model)
         te = evaluate_accuracy(model, test_loader, device=device)
@@ -132,7 +116,7 @@ def _finetune(model: nn.Module, cfg: CompressConfig, train_loader: Any, test_loa
 
 def _taylor(model: nn.Module, cfg: CompressConfig, loaders: tuple[Any, Any], device: torch.device,
             out: Callable[[str], None]) -> tuple[Arch, nn.Module, dict[str, Any]]:
-    from train import evaluate_accuracy, make_sgd
+    from train import Engine, evaluate_accuracy, make_sgd
 
     train_loader, test_loader = loaders
     structure = analyse(model)
@@ -147,10 +131,12 @@ def _taylor(model: nn.Module, cfg: CompressConfig, loaders: tuple[Any, Any], dev
         widths = redundancy_widths(structure, layers, target, metric=cfg.metric, max_ratio=cfg.max_ratio)
         info["layer_redundancy"] = {n: asdict(r) for n, r in layers.items()}
     pruner = TaylorPruner(model, structure, normalize=cfg.normalize)
-    opt = make_sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    engine = Engine(model=model, optimizer=make_sgd(model, lr=cfg.lr, momentum=cfg.momentum,
+                                                    weight_decay=cfg.weight_decay),
+                    device=device, after_backward=pruner.accumulate)
     history = []
     for step in range(1, cfg.steps + 1):
-        loss = _train_steps(model, batches, opt, cfg.interval, device, pruner.accumulate)
+        loss = engine.train_epoch(islice(batches, cfg.interval))["loss"]
         if widths is None:
             removed = pruner.prune_global(base - (base - target) * step / cfg.steps, metric=cfg.metric)
         else:

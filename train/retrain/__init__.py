@@ -11,15 +11,14 @@ from .callbacks import Callback, RetrainContext
 from .checkpoint import CHECKPOINT, load_checkpoint, rng_state, set_rng_state
 from .config import RetrainConfig
 from .distributed import DistInfo, init_distributed, launch
-from .engine import evaluate, train_epoch
 from .loader import ShardedTensorLoader, make_eval_loader, make_train_loader
-from .loop import retrain
+from .loop import retrain, train_epoch
 from .methods import ElrCallback, GradInitCallback, LrRuleCallback, method_callbacks
 from .parts import create_loss, create_optimizer, create_precision, create_scheduler, param_groups
 
 __all__ = [
     "CHECKPOINT", "Callback", "ElrCallback", "GradInitCallback", "LrRuleCallback", "method_callbacks", "DistInfo", "RetrainConfig", "RetrainContext", "ShardedTensorLoader", "create_loss",
-    "create_optimizer", "create_precision", "create_scheduler", "evaluate", "init_distributed", "launch",
+    "create_optimizer", "create_precision", "create_scheduler", "init_distributed", "launch",
     "load_checkpoint", "make_eval_loader", "make_train_loader", "param_groups", "retrain", "rng_state",
     "set_rng_state", "train_epoch",
 ]

@@ -72,8 +72,9 @@ def shutdown(info: DistInfo) -> None:
 
 
 def all_reduce_sums(values: Sequence[float | torch.Tensor], info: DistInfo) -> list[float]:
-    """Sum each value over all ranks (one collective); plain floats out."""
-    t = torch.stack([torch.as_tensor(v).detach().to(device=info.device, dtype=torch.float64).reshape(())
+    """Sum each value over all ranks (one collective, in float64: Python floats keep their precision); plain floats
+    out."""
+    t = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().to(device=info.device).reshape(())
                      for v in values])
     if info.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

@@ -1,7 +1,9 @@
 """``retrain(arch, cfg, out_dir=...)``: train an architecture from scratch on the whole training split.
 
-Per epoch: train (:func:`~train.retrain.engine.train_epoch`), average BN statistics over ranks
-(timm's ``distribute_bn``), evaluate on the test split (and the EMA weights), log, checkpoint.
+Per epoch: train (:func:`train_epoch`: one epoch of :class:`train.Engine` with this run's parts),
+average BN statistics over ranks (timm's ``distribute_bn``), evaluate on the test split (and the EMA
+weights), log, checkpoint. A non-finite training loss raises :class:`train.NonFiniteLossError` at the
+end of its epoch, on every rank alike (the engine's ``nan_check="epoch"``).
 At the end rank 0 writes ``model.pt`` (``model_ema.pt``), ``arch.yaml`` and ``metrics.json``.
 The model is created through timm (``timm.create_model("nas_arch", arch=...)``), so the saved
 weights load back the same way. Seeds: the weights from ``seed``; the per-rank RNGs (dropout,
@@ -17,17 +19,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import timm
 import torch
+import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from space import Arch, build_model
+from train.engine import Engine, evaluate_accuracy
 
 from .callbacks import Callback, RetrainContext
 from .checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RetrainConfig
-from .distributed import DistInfo, gather_objects, init_distributed, shutdown
-from .engine import current_lr, evaluate, train_epoch
+from .distributed import DistInfo, all_reduce_sums, gather_objects, init_distributed, shutdown
 from .loader import make_eval_loader, make_train_loader
-from .logs import RunLog
+from .logs import RunLog, StepProgress
 from .parts import create_ema, create_loss, create_optimizer, create_precision, create_scheduler, param_groups
 
 
@@ -142,20 +145,63 @@ def _build(arch: Arch, cfg: RetrainConfig, data: Any, info: DistInfo, *, out_dir
     return ctx, channels_last
 
 
+def train_epoch(ctx: RetrainContext, *, loss_fn: nn.Module, mixup: Any = None, channels_last: bool = False,
+                callbacks: Sequence[Callback] = ()) -> dict[str, float]:
+    """Train ``ctx.train_model`` for one pass of ``ctx.train_loader`` through :class:`train.Engine`, then take
+    the scheduler's epoch step. Returns ``loss``, ``acc``, ``images`` (summed over ranks), ``seconds`` (mean over
+    ranks) and ``images_per_s``; raises :class:`train.NonFiniteLossError` at the end of a non-finite epoch."""
+    info, cfg = ctx.info, ctx.cfg
+
+    def step_end(loss: torch.Tensor) -> None:
+        ctx.num_updates = engine.num_updates
+        for cb in callbacks:
+            cb.on_step_end(ctx, loss)
+
+    engine = Engine(model=ctx.train_model, optimizer=ctx.optimizer, device=info.device, scheduler=ctx.scheduler,
+                    loss_fn=loss_fn, precision=ctx.precision, channels_last=channels_last, mixup=mixup,
+                    grad_clip=cfg.grad_clip, clip_mode=cfg.clip_mode, ema=ctx.ema, ema_source=ctx.model,
+                    on_step_end=step_end, nan_check="epoch", reduce=lambda values: all_reduce_sums(values, info),
+                    num_updates=ctx.num_updates)
+
+    def stats(running: dict[str, float]) -> str:
+        rate = running["images"] * info.world_size / max(running["seconds"], 1e-9)
+        return f"loss {running['loss']:.4f}  lr {current_lr(ctx.optimizer):.4g}  {rate:,.0f} img/s"
+
+    with StepProgress(total=len(ctx.train_loader), epoch=ctx.epoch + 1, epochs=cfg.epochs, interval=cfg.log_interval,
+                      out=ctx.out, enabled=info.is_main) as progress:
+        tr = engine.train_epoch(ctx.train_loader, progress=lambda step, running: progress.update(
+            step, lambda: stats(running())))
+    ctx.num_updates = engine.num_updates
+    ctx.scheduler.step(ctx.epoch + 1)
+    seconds = max(all_reduce_sums([tr["seconds"]], info)[0] / info.world_size, 1e-9)
+    return {**tr, "seconds": seconds, "images_per_s": tr["images"] / seconds}
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The scheduled base lr (the first group's lr divided by its ``lr_scale``)."""
+    g = optimizer.param_groups[0]
+    return g["lr"] / g.get("lr_scale", 1.0)
+
+
 def _set_epoch(loader: Any, epoch: int) -> None:
     target = getattr(loader, "sampler", loader)
     if hasattr(target, "set_epoch"):
         target.set_epoch(epoch)
 
 
+def _evaluate(model: nn.Module, loader: Any, ctx: RetrainContext, channels_last: bool) -> dict[str, float]:
+    """Test accuracy and loss over every rank's shard."""
+    return evaluate_accuracy(model, loader, device=ctx.info.device, precision=ctx.precision,
+                             channels_last=channels_last, reduce=lambda values: all_reduce_sums(values, ctx.info))
+
+
 def _evaluate_row(ctx: RetrainContext, tr: dict[str, float], eval_loader: Any, channels_last: bool) -> dict[str, Any]:
-    te = evaluate(ctx.model, eval_loader, info=ctx.info, precision=ctx.precision, channels_last=channels_last)
+    te = _evaluate(ctx.model, eval_loader, ctx, channels_last)
     row = {"epoch": ctx.epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
            "test_acc": te["acc"], "lr": current_lr(ctx.optimizer), "seconds": tr["seconds"],
            "images_per_s": tr["images_per_s"]}
     if ctx.ema is not None:
-        ema = evaluate(ctx.ema.module, eval_loader, info=ctx.info, precision=ctx.precision,
-                       channels_last=channels_last)
+        ema = _evaluate(ctx.ema.module, eval_loader, ctx, channels_last)
         row.update(ema_test_loss=ema["loss"], ema_test_acc=ema["acc"])
     return row
 

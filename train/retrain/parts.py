@@ -11,13 +11,12 @@
 - Loss: cross-entropy; timm's ``LabelSmoothingCrossEntropy`` (Szegedy et al. 2016) with
   ``label_smoothing``; with mixup (Zhang et al. 2018) / cutmix (Yun et al. 2019) timm's ``Mixup``
   makes soft targets (smoothing folded in) scored by ``SoftTargetCrossEntropy`` — timm train.py's rule.
-- ``timm.utils.ModelEmaV3`` for the weight EMA; ``torch.autocast`` + ``GradScaler`` (fp16 only).
+- ``timm.utils.ModelEmaV3`` for the weight EMA; ``torch.autocast`` + ``GradScaler`` (fp16 only) from
+  :func:`train.engine.create_precision`.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import Any, ContextManager, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -28,6 +27,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 
 from train import nas_param_groups
+from train.engine import Precision, create_precision  # noqa: F401  (re-exported: the precision part)
 
 from .config import RetrainConfig
 
@@ -117,28 +117,3 @@ def create_loss(cfg: RetrainConfig, *, num_classes: int) -> tuple[nn.Module, Mix
 def create_ema(model: nn.Module, cfg: RetrainConfig) -> ModelEmaV3 | None:
     """timm's ``ModelEmaV3`` of ``model`` when ``cfg.ema`` (created after the model is on its device)."""
     return ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup) if cfg.ema else None
-
-
-@dataclass
-class Precision:
-    """Autocast dtype (``None`` = fp32) and the fp16 ``GradScaler`` for one device type."""
-
-    device_type: str
-    dtype: torch.dtype | None
-    scaler: torch.amp.GradScaler | None
-
-    def autocast(self) -> ContextManager:
-        return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype is not None else nullcontext()
-
-
-def create_precision(amp: str, device: torch.device) -> Precision:
-    """``none`` → fp32; ``bf16`` → bfloat16 autocast; ``fp16`` → float16 autocast with loss scaling."""
-    if amp == "none":
-        return Precision(device.type, None, None)
-    if amp == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"amp: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16")
-        return Precision(device.type, torch.bfloat16, None)
-    if amp == "fp16":
-        return Precision(device.type, torch.float16, torch.amp.GradScaler(device.type))
-    raise ValueError(f"amp: must be one of none, bf16, fp16, got {amp!r}")
