@@ -1,20 +1,9 @@
-"""The Optuna samplers a config can name (``search.sampler``), as a registry of seeded factories.
-
-Each factory is ``(*, seed, n_trials) -> optuna.samplers.BaseSampler``: ``n_trials`` is the search's
-budget, which sizes TPE's random start-up and NSGA-II's population. A new sampler is one factory plus
-one ``SAMPLERS.register`` line; the config, the benches and the tests take their names from here.
-"""
+"""Optuna's own samplers with the settings a NAS budget wants: TPE (the default), NSGA-II, random."""
 from __future__ import annotations
-
-from typing import Callable
 
 import optuna
 
-from space.registry import Registry
-
-SamplerFactory = Callable[..., optuna.samplers.BaseSampler]
-SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
-DEFAULT_SAMPLER = "tpe"
+from . import SAMPLERS
 
 
 def tpe_sampler(*, seed: int, n_trials: int) -> optuna.samplers.TPESampler:
@@ -37,8 +26,3 @@ def random_sampler(*, seed: int, n_trials: int) -> optuna.samplers.RandomSampler
 SAMPLERS.register("tpe", tpe_sampler)
 SAMPLERS.register("nsga2", nsga2_sampler)
 SAMPLERS.register("random", random_sampler)
-
-
-def make_sampler(name: str, *, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
-    """The registered sampler ``name``, seeded, sized for a search of ``n_trials`` trials."""
-    return SAMPLERS.get(name)(seed=seed, n_trials=n_trials)
