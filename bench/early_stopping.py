@@ -77,7 +77,7 @@ def hypervolumes(runs: dict[str, list[Any]], objectives: list[str]) -> dict[str,
     import numpy as np
     from optuna._hypervolume import compute_hypervolume
 
-    from search import OBJECTIVES
+    from evaluators import get_metric
 
     cost: dict[tuple[str, str], list[float]] = {}
     for trials in runs.values():
@@ -86,7 +86,7 @@ def hypervolumes(runs: dict[str, list[Any]], objectives: list[str]) -> dict[str,
                 cost.setdefault((t.user_attrs["arch_id"], name), []).append(t.values[k])
 
     def point(t: Any) -> list[float]:
-        sign = [-1.0 if OBJECTIVES[o] == "max" else 1.0 for o in objectives]
+        sign = [-1.0 if get_metric(o).direction == "max" else 1.0 for o in objectives]
         return [s * float(np.mean(cost[(t.user_attrs["arch_id"], o)])) for s, o in zip(sign, objectives)]
 
     pts = {name: np.array([point(t) for t in trials]).reshape(-1, len(objectives)) for name, trials in runs.items()}
@@ -183,12 +183,12 @@ def _front_size(trials: list[Any], objectives: list[str]) -> int:
     """Number of non-dominated COMPLETE trials (the exported front)."""
     import numpy as np
 
-    from search import OBJECTIVES
+    from evaluators import get_metric
     from search.scheduler import non_dominated_sort
 
     if not trials:
         return 0
-    sign = np.array([-1.0 if OBJECTIVES[o] == "max" else 1.0 for o in objectives])
+    sign = np.array([-1.0 if get_metric(o).direction == "max" else 1.0 for o in objectives])
     return int((non_dominated_sort(np.array([t.values for t in trials]) * sign) == 0).sum())
 
 

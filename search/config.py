@@ -5,21 +5,24 @@ would be valid (pydantic models with ``extra="forbid"``; choice names checked ag
 """
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 import space
+from evaluators import METRICS, Metric, cheap_hint, cheap_under, get_metric, may_be_cheap, objective_names
+from evaluators import metric_evaluator, settings_key
 from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS
 
 from .errors import ConfigError
 from .storage import check_storage_url
 
-OBJECTIVES = {"val_acc": "max", "flops": "min", "macs": "min", "params": "min", "latency_ms": "min"}
-"""Objective name → direction. ``val_acc`` is always the first objective."""
+TIE_BREAK = "macs"
+"""The ``select`` rule's tie-break between equally accurate trials: fewer of this metric."""
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 
@@ -215,26 +218,43 @@ class FaultsConfig(_Model):
     inject: InjectConfig | None = None
 
 
-class SelectConfig(_Model):
-    """``best.yaml`` = highest ``val_acc`` among complete trials within every given budget; ties → fewer MACs."""
-
-    max_flops: float | None = Field(None, gt=0)
-    max_macs: float | None = Field(None, gt=0)
-    max_params: float | None = Field(None, gt=0)
-    max_latency_ms: float | None = Field(None, gt=0)
+def _limit_fields(*, hard: bool) -> dict[str, Any]:
+    """``max_<name>``/``min_<name>`` of every limit-able metric in the table (``hard``: those that may be cheap)."""
+    return {m.limit_key: (float | None, Field(None, gt=0)) for m in METRICS.values()
+            if m.limit and (not hard or may_be_cheap(m))}
 
 
-class ConstraintsConfig(_Model):
-    """Hard limits checked with the cheap complexity evaluator before any training (``max_latency_ms``:
-    with the predicted latency, ``latency.mode: predict``)."""
+SelectConfig = create_model(
+    "SelectConfig", __base__=_Model, **_limit_fields(hard=False),
+    __doc__=f"``best.yaml`` = highest ``val_acc`` among complete trials within every given budget; ties → fewer "
+            f"{TIE_BREAK}. One key per limit-able metric of the table.")
 
-    max_params: float | None = Field(None, gt=0)
-    max_macs: float | None = Field(None, gt=0)
-    max_latency_ms: float | None = Field(None, gt=0)
+ConstraintsConfig = create_model(
+    "ConstraintsConfig", __base__=_Model, **_limit_fields(hard=True),
+    __doc__="Hard limits checked with the cheap evaluators before any training, one key per limit-able metric "
+            "that may be cheap (``max_latency_ms``: with the predicted latency, ``latency.mode: predict``).")
+
+
+def given_limits(section: BaseModel) -> list[tuple[str, Metric, float]]:
+    """``(key, metric, bound)`` of every limit set in a ``select:`` or ``constraints:`` section."""
+    return [(key, get_metric(key.split("_", 1)[1]), float(bound)) for key, bound in section if bound is not None]
+
+
+def import_plugins(names: list[str]) -> None:
+    """Import the config's ``plugins`` (modules whose ``register_evaluator`` lines add metrics)."""
+    for i, name in enumerate(names):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any import failure is the config's problem, said in one line
+            raise ValueError(f"item {i}: cannot import {name!r} ({type(exc).__name__}: {exc})") from None
 
 
 class Config(_Model):
+    """``plugins``: modules imported before anything else is validated (here and in every trial process),
+    for evaluators outside ``evaluators/`` (see :mod:`evaluators.metrics`)."""
+
     name: str = Field("search", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    plugins: list[str] = Field(default_factory=list)
     data: DataConfig = Field(default_factory=DataConfig)
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     objectives: list[str] = Field(default_factory=lambda: ["val_acc", "macs"], min_length=1)
@@ -248,12 +268,19 @@ class Config(_Model):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
 
+    @field_validator("plugins")
+    @classmethod
+    def _plugins(cls, v: list[str]) -> list[str]:
+        import_plugins(v)
+        return v
+
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v: list[str]) -> list[str]:
+        valid = objective_names()
         for name in v:
-            if name not in OBJECTIVES:
-                raise ValueError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+            if name not in valid:
+                raise ValueError(f"unknown objective {name!r}; valid: {', '.join(valid)}")
         if v[0] != "val_acc":
             raise ValueError("the first objective must be val_acc")
         if len(set(v)) != len(v):
@@ -270,7 +297,19 @@ class Config(_Model):
 
     @property
     def directions(self) -> list[str]:
-        return [OBJECTIVES[o] for o in self.objectives]
+        return [get_metric(o).direction for o in self.objectives]
+
+    @property
+    def needed_metrics(self) -> list[str]:
+        """What every trial computes: the objectives, the metrics of given constraints and select budgets, and
+        the select rule's tie-break."""
+        limited = [m.name for section in (self.constraints, self.select) for _, m, _ in given_limits(section)]
+        return list(dict.fromkeys([*self.objectives, *limited, TIE_BREAK]))
+
+    def settings_for(self, evaluator: str) -> Any:
+        """The config section evaluator ``evaluator`` registered as its settings (None if none)."""
+        key = settings_key(evaluator)
+        return getattr(self, key) if key is not None else None
 
     def resolved_storage(self, run_dir: Path) -> str:
         """Storage URL: ``NAS_STORAGE_URL`` if set (checked here), else the config's, else ``run_dir/study.db``."""
@@ -316,9 +355,19 @@ def parse_config(data: Any) -> Config:
     _check_buildable(cfg)
     _check_scheduler(cfg)
     _check_devices(cfg)
+    _check_constraints(cfg)
     _check_latency(cfg)
     _check_methods(cfg)
     return cfg
+
+
+def _check_constraints(cfg: Config) -> None:
+    """Hard limits need a cheap evaluator under this config (latency: only when predicted)."""
+    for key, metric, _ in given_limits(cfg.constraints):
+        if not cheap_under(metric, cfg.settings_for(metric_evaluator(metric.name))):
+            hint = cheap_hint(metric)
+            raise ConfigError(f"constraints.{key}: hard constraints need a cheap evaluator; "
+                              f"{hint + ', or ' if hint else ''}use select.{key}")
 
 
 def _check_methods(cfg: Config) -> None:
@@ -332,12 +381,8 @@ def _check_methods(cfg: Config) -> None:
 
 
 def _check_latency(cfg: Config) -> None:
-    """``predict`` needs a table built for this device, batch and thread count; hard latency limits need
-    the cheap (predicted) latency."""
+    """``predict`` needs a table built for this device, batch and thread count."""
     lat = cfg.latency
-    if cfg.constraints.max_latency_ms is not None and lat.mode != "predict":
-        raise ConfigError("constraints.max_latency_ms: hard constraints need a cheap evaluator; set latency.mode: "
-                          "predict with a table from `nas latency-table`, or use select.max_latency_ms")
     if lat.mode == "measure":
         if lat.table is not None:
             raise ConfigError("latency.table: only read with latency.mode: predict (mode is measure)")
@@ -366,7 +411,7 @@ def _check_devices(cfg: Config) -> None:
                                   f"ray.address has its own (remove one of them)")
     for field, device in (("proxy.device", cfg.proxy.device), ("latency.device", cfg.latency.device)):
         if device.startswith("cuda") and cfg.ray.gpus_per_trial == 0 and \
-                (field == "proxy.device" or "latency_ms" in cfg.objectives):
+                (field == "proxy.device" or "latency_ms" in cfg.needed_metrics):
             raise ConfigError(f"ray.gpus_per_trial: is 0 but {field} is {device!r}; Ray hides GPUs from trials "
                               f"that reserve none (set e.g. gpus_per_trial: 0.5)")
 
