@@ -2,9 +2,9 @@
 
 Writes ``RUN_DIR/report/report.html`` (plotly, with plotly.js embedded once in the page's head, so
 it opens offline) and beside it ``pareto.png``, ``history.png``, ``importance.png``, ``parallel.png`` and
-``trials.png`` (matplotlib). Contents: the Pareto projections (accuracy against each cost metric:
-the objectives, then MACs, FLOPs...; front highlighted; presets from ``nas compare`` overlaid when ``compare.json`` exists),
-the optimisation history and hypervolume, fANOVA parameter importances per objective, parallel
+``trials.png`` (matplotlib). Contents: the Pareto projections (accuracy against each cost metric: the
+objectives, then MACs, FLOPs...; front highlighted; presets from ``nas compare`` overlaid when
+``compare.json`` exists), the optimisation history and hypervolume, fANOVA parameter importances per objective, parallel
 coordinates of the choices, trial states and durations, and a table of the front with each
 architecture's YAML and its ``nas show`` summary (params, fvcore FLOPs, conv+linear MACs, layers).
 
