@@ -59,7 +59,11 @@ class Metric:
             raise ValueError(f"metric {self.name}.limit: a limit needs a direction (max or min)")
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not self.scale > 0:
             raise ValueError(f"metric {self.name}.scale: must be a number > 0, got {self.scale!r}")
-        self.fmt.format(1.0)  # a bad template fails here, at registration, not in a trial's progress line
+        try:  # a bad template fails here, at registration, not in a trial's progress line
+            self.fmt.format(1.0)
+        except (AttributeError, IndexError, KeyError, ValueError):
+            raise ValueError(f"metric {self.name}.fmt: must format one number, like '{{:.4f}}', got "
+                             f"{self.fmt!r}") from None
         if not self.label:
             object.__setattr__(self, "label", self.name)
 
