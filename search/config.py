@@ -5,24 +5,20 @@ would be valid (pydantic models with ``extra="forbid"``; choice names checked ag
 """
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import space
-from evaluators import METRICS, Metric, cheap_hint, cheap_under, get_metric, may_be_cheap, objective_names
-from evaluators import metric_evaluator, settings_key
+from evaluators import cheap_hint, cheap_under, get_metric, metric_evaluator, objective_names, settings_key
 from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS
 
 from .errors import ConfigError
+from .limits import TIE_BREAK, ConstraintsConfig, SelectConfig, given_limits, import_plugins
 from .storage import check_storage_url
-
-TIE_BREAK = "macs"
-"""The ``select`` rule's tie-break between equally accurate trials: fewer of this metric."""
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 
@@ -216,37 +212,6 @@ class FaultsConfig(_Model):
 
     oom_retry: bool = True
     inject: InjectConfig | None = None
-
-
-def _limit_fields(*, hard: bool) -> dict[str, Any]:
-    """``max_<name>``/``min_<name>`` of every limit-able metric in the table (``hard``: those that may be cheap)."""
-    return {m.limit_key: (float | None, Field(None, gt=0)) for m in METRICS.values()
-            if m.limit and (not hard or may_be_cheap(m))}
-
-
-SelectConfig = create_model(
-    "SelectConfig", __base__=_Model, **_limit_fields(hard=False),
-    __doc__=f"``best.yaml`` = highest ``val_acc`` among complete trials within every given budget; ties → fewer "
-            f"{TIE_BREAK}. One key per limit-able metric of the table.")
-
-ConstraintsConfig = create_model(
-    "ConstraintsConfig", __base__=_Model, **_limit_fields(hard=True),
-    __doc__="Hard limits checked with the cheap evaluators before any training, one key per limit-able metric "
-            "that may be cheap (``max_latency_ms``: with the predicted latency, ``latency.mode: predict``).")
-
-
-def given_limits(section: BaseModel) -> list[tuple[str, Metric, float]]:
-    """``(key, metric, bound)`` of every limit set in a ``select:`` or ``constraints:`` section."""
-    return [(key, get_metric(key.split("_", 1)[1]), float(bound)) for key, bound in section if bound is not None]
-
-
-def import_plugins(names: list[str]) -> None:
-    """Import the config's ``plugins`` (modules whose ``register_evaluator`` lines add metrics)."""
-    for i, name in enumerate(names):
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - any import failure is the config's problem, said in one line
-            raise ValueError(f"item {i}: cannot import {name!r} ({type(exc).__name__}: {exc})") from None
 
 
 class Config(_Model):

@@ -23,9 +23,10 @@ import torch
 from evaluators import Evaluator, RunContext, build_evaluator, list_metrics, metric_evaluator
 from space import Arch
 
-from .config import Config, given_limits, import_plugins
+from .config import Config
 from .errors import ConfigError
 from .faults import FaultInjector, train_with_oom_retry
+from .limits import given_limits, import_plugins
 
 Report = Callable[[dict[str, Any]], None]
 

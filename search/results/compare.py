@@ -28,7 +28,8 @@ from optuna.trial import FrozenTrial, TrialState
 from evaluators import get_metric, list_metrics
 from space import Arch, load_arch
 
-from ..config import Config, ConstraintsConfig, given_limits
+from ..config import Config
+from ..limits import ConstraintsConfig, given_limits
 from .export import metric_columns, open_run
 
 CSV_HEAD = ("name", "arch_id", "status")

@@ -19,9 +19,10 @@ from optuna.trial import FrozenTrial, TrialState
 from evaluators import get_metric, list_metrics
 from space import from_yaml
 
-from ..config import TIE_BREAK, Config, given_limits
+from ..config import Config
 from ..errors import ConfigError
 from ..faults import fault_summary
+from ..limits import TIE_BREAK, given_limits
 
 HEAD = ("number", "state", "arch_id")
 TAIL = ("duration_s", "datetime_start", "fail_reason")

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from search import ConfigError, parse_config
-from search.config import ConstraintsConfig, SelectConfig
+from search.limits import ConstraintsConfig, SelectConfig
 from space import Arch, Head, Stage, Stem, build_model, from_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
