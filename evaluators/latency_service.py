@@ -28,8 +28,8 @@ Measure = Callable[[Arch, int, int], dict[str, float]]
 class LatencyService:
     """A trial's latency: ``evaluate(arch, in_chans=, num_classes=)`` and the ``training()`` gate.
 
-    Picklable (Ray ships it inside ``ArchEvaluation``): it holds the config, paths and, in predict
-    mode, the table's data; files and locks are opened per use.
+    Picklable: it holds the config, paths and, in predict mode, the table's data; files and locks are
+    opened per use.
     """
 
     def __init__(self, lat: Any, *, cache_path: str | Path | None = None, gate: MeasureGate | None = None,

@@ -68,7 +68,8 @@ class ProxyConfig(_Model):
 class LatencyConfig(_Model):
     """Latency on ``device``: ``measure`` each architecture (once; cached in the run folder) or ``predict``
     it from a per-unit ``table`` (``nas latency-table``; cheap, so ``constraints.max_latency_ms`` may use
-    it). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
+    it; every trial process reads it, so on a cluster it must be at the same path on every node, like the
+    data). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
     (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: the system temp folder)."""
 
     device: str = "cpu"

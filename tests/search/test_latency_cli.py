@@ -114,7 +114,7 @@ def test_predicted_latency_is_a_hard_constraint_before_training(built):
     arch = sample_archs(SearchSpace(parse_config(TINY).space, input_size=16), 1, seed=0)[0]
     start = time.perf_counter()
     with pytest.raises(ConstraintViolation, match=r"constraints.max_latency_ms: [\d.e-]+ > 1e-06"):
-        pickle.loads(pickle.dumps(evaluate))(arch)  # as Ray ships it: the table travels inside
+        pickle.loads(pickle.dumps(evaluate))(arch)  # as Ray ships it: the copy builds its evaluators, table read
     assert time.perf_counter() - start < 5  # rejected from the table alone, no training
     expected = LatencyPredictor(LatencyTable.load(table_path), measure_missing=False).predict(arch)
     assert evaluate.evaluators["latency"].evaluate(arch)["latency_ms"] == pytest.approx(expected)
