@@ -75,7 +75,7 @@ def hypervolumes(runs: dict[str, list[Any]], objectives: list[str]) -> dict[str,
     """Normalised hypervolume of each run's COMPLETE trials (module docstring)."""
     import numpy as np
 
-    from search import OBJECTIVES
+    from evaluators import get_metric
     from search.pareto import hypervolume, normalise, reference_point
 
     cost: dict[tuple[str, str], list[float]] = {}
@@ -85,7 +85,7 @@ def hypervolumes(runs: dict[str, list[Any]], objectives: list[str]) -> dict[str,
                 cost.setdefault((t.user_attrs["arch_id"], name), []).append(t.values[k])
 
     def point(t: Any) -> list[float]:
-        sign = [-1.0 if OBJECTIVES[o] == "max" else 1.0 for o in objectives]
+        sign = [-1.0 if get_metric(o).direction == "max" else 1.0 for o in objectives]
         return [s * float(np.mean(cost[(t.user_attrs["arch_id"], o)])) for s, o in zip(sign, objectives)]
 
     pts = {name: np.array([point(t) for t in trials]).reshape(-1, len(objectives)) for name, trials in runs.items()}
@@ -182,12 +182,12 @@ def _front_size(trials: list[Any], objectives: list[str]) -> int:
     """Number of non-dominated COMPLETE trials (the exported front)."""
     import numpy as np
 
-    from search import OBJECTIVES
+    from evaluators import get_metric
     from search.pareto import non_dominated_sort
 
     if not trials:
         return 0
-    sign = np.array([-1.0 if OBJECTIVES[o] == "max" else 1.0 for o in objectives])
+    sign = np.array([-1.0 if get_metric(o).direction == "max" else 1.0 for o in objectives])
     return int((non_dominated_sort(np.array([t.values for t in trials]) * sign) == 0).sum())
 
 

@@ -104,10 +104,10 @@ def normaliser(rows: list[dict], objectives: Sequence[str]) -> Callable[[Sequenc
     """Objective vector → minimisation vector scaled to [0, 1] by the table's range of each objective."""
     import numpy as np
 
-    from search import OBJECTIVES
+    from evaluators import get_metric
     from search.pareto import normalise
 
-    sign = np.array([-1.0 if OBJECTIVES[o] == "max" else 1.0 for o in objectives])
+    sign = np.array([-1.0 if get_metric(o).direction == "max" else 1.0 for o in objectives])
     table = sign * np.array([[r[o] for o in objectives] for r in rows], dtype=float)
     return lambda v: normalise(sign * np.asarray(v, dtype=float)[None, :], over=table)[0].tolist()
 
@@ -132,11 +132,12 @@ def run_study(sampler_name: str, *, seed: int, n_trials: int, planned: int, spac
     """Objective vectors of the first ``n_trials`` trials of a study whose sampler was built for ``planned``."""
     import optuna
 
-    from search import OBJECTIVES, make_sampler
+    from evaluators import get_metric
+    from search import make_sampler
 
     sampler = make_sampler(sampler_name, seed=seed, n_trials=planned)
-    study = optuna.create_study(directions=["maximize" if OBJECTIVES[o] == "max" else "minimize" for o in objectives],
-                                sampler=sampler)
+    directions = ["maximize" if get_metric(o).direction == "max" else "minimize" for o in objectives]
+    study = optuna.create_study(directions=directions, sampler=sampler)
     values: list[tuple[float, ...]] = []
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
@@ -212,11 +213,9 @@ def bench(table: Path, *, objectives: Sequence[str], budgets: Sequence[int], see
 
 def format_report(*, table: str, n_archs: int, objectives: list[str], seeds: int, budgets: list[int],
                   hv: dict, unique: dict, match: dict, random_max: int) -> str:
-    from search import OBJECTIVES
-    from search.pareto import REFERENCE
-    from search.samplers import DEFAULT_SAMPLER
+    from evaluators import get_metric
 
-    arrows = " ".join(f"{o}{'↑' if OBJECTIVES[o] == 'max' else '↓'}" for o in objectives)
+    arrows = " ".join(f"{o}{'↑' if get_metric(o).direction == 'max' else '↓'}" for o in objectives)
     lines = [f"sample efficiency: {Path(table).name}, {n_archs} architectures, objectives {arrows}, {seeds} seeds",
              f"hypervolume after N trials as a fraction of the true front's (normalised objectives, reference "
              f"{REFERENCE}); mean ± sd [distinct archs]", "",

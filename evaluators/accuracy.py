@@ -19,7 +19,8 @@ from train.data import DataBundle, make_loaders
 from train.engine import AMP_MODES, Engine, create_precision, evaluate_accuracy, make_cosine_scheduler, make_sgd
 from train.methods import MethodRunner, MethodsConfig
 
-from .base import Report, register_evaluator
+from .base import Report, RunContext, register_evaluator
+from .metrics import Metric
 
 
 class AccuracyEvaluator:
@@ -130,4 +131,20 @@ def _example() -> dict[str, Any]:
     return {"data": load_dataset("digits"), "epochs": 1, "batch_size": 64}
 
 
-register_evaluator("accuracy", AccuracyEvaluator, example=_example)
+def _for_run(ctx: RunContext) -> AccuracyEvaluator:
+    """The search's proxy training from its ``proxy:`` settings; ``lr`` scaled once by the batch-size rule."""
+    p = ctx.settings
+    return AccuracyEvaluator(data=ctx.data, epochs=p.epochs, batch_size=p.batch_size,
+                             lr=MethodRunner(p.methods).scaled_lr(p.lr, p.batch_size), momentum=p.momentum,
+                             weight_decay=p.weight_decay, val_fraction=ctx.val_fraction, seed=ctx.seed,
+                             device=p.device, threads=ctx.threads, methods=p.methods, amp=p.amp,
+                             channels_last=p.channels_last)
+
+
+register_evaluator("accuracy", AccuracyEvaluator, metrics=[
+    Metric("val_acc", "max", label="validation accuracy"),
+    Metric("val_loss", "min", label="validation loss"),
+    Metric("train_loss", "min", label="training loss"),
+    Metric("epochs", None, label="epochs trained", fmt="{:g}"),
+    Metric("train_seconds", None, label="training time (s)", unit="s", fmt="{:.1f}"),
+], build=_for_run, settings="proxy", example=_example)

@@ -10,6 +10,7 @@ from space.complexity import count_complexity
 from train.checks import check_positive_int
 
 from .base import register_evaluator
+from .metrics import Metric
 
 
 class ComplexityEvaluator:
@@ -30,4 +31,10 @@ class ComplexityEvaluator:
         return {k: float(v) for k, v in out.items()}
 
 
-register_evaluator("complexity", ComplexityEvaluator, example=lambda: {"num_classes": 10, "in_chans": 1})
+COUNTS = dict(limit=True, cheap=True, scale=1e6, fmt="{:.2f}M", log=True)
+register_evaluator("complexity", ComplexityEvaluator, metrics=[
+    Metric("params", "min", label="params (M)", **COUNTS),
+    Metric("flops", "min", label="FLOPs (M, fvcore total)", **COUNTS),
+    Metric("macs", "min", label="MACs (M, conv+linear)", **COUNTS),
+], build=lambda ctx: ComplexityEvaluator(num_classes=ctx.num_classes, in_chans=ctx.in_chans),
+    example=lambda: {"num_classes": 10, "in_chans": 1})

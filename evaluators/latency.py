@@ -20,7 +20,7 @@ import torch.nn as nn
 from space import Arch, build_model
 from train.checks import check_positive_int, resolve_device
 
-from .base import register_evaluator
+from .metrics import Metric
 
 
 def _check_shape(input_shape: Any) -> tuple[int, ...]:
@@ -131,5 +131,7 @@ class LatencyEvaluator:
         return {"latency_ms": out[f"latency_ms_b{self.batch_sizes[0]}"], **out}
 
 
-register_evaluator("latency", LatencyEvaluator,
-                   example=lambda: {"num_classes": 10, "in_chans": 1, "warmup": 1, "repeats": 3})
+LATENCY_MS = Metric("latency_ms", "min", label="latency (ms)", unit="ms", limit=True)
+"""Median forward latency at the first batch size; cheap only when predicted from a table. The ``latency``
+evaluator is registered in :mod:`.latency_service`, beside its build hook (a search measures through the
+service: once per architecture, behind the gate, cached)."""

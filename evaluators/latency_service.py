@@ -2,7 +2,8 @@
 (:mod:`.latency_cache`), or predicted.
 
 ``mode: predict`` sums a per-unit table (:mod:`evaluators.latency_table`): cheap,
-so it may carry the hard constraint ``constraints.max_latency_ms``.
+so it may carry the hard constraint ``constraints.max_latency_ms``. :class:`RunLatency` is what a search
+builds for the ``latency_ms`` metric (:func:`latency_for_run`, the ``latency`` evaluator's build hook).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any, Callable
 
 from space import Arch
 
+from .base import RunContext, register_evaluator
+from .latency import LATENCY_MS, LatencyEvaluator
 from .latency_cache import LatencyCache
 from .latency_gate import MeasureGate
 
@@ -25,8 +28,8 @@ Measure = Callable[[Arch, int, int], dict[str, float]]
 class LatencyService:
     """A trial's latency: ``evaluate(arch, in_chans=, num_classes=)`` and the ``training()`` gate.
 
-    Picklable (Ray ships it inside ``ArchEvaluation``): it holds the config, paths and, in predict
-    mode, the table's data; files and locks are opened per use.
+    Picklable: it holds the config, paths and, in predict mode, the table's data; files and locks are
+    opened per use.
     """
 
     def __init__(self, lat: Any, *, cache_path: str | Path | None = None, gate: MeasureGate | None = None,
@@ -41,13 +44,12 @@ class LatencyService:
         self._predictor: Any = None
 
     @classmethod
-    def from_config(cls, cfg: Any, *, cache_path: str | Path | None = None) -> "LatencyService":
+    def from_settings(cls, lat: Any, *, cache_path: str | Path | None = None) -> "LatencyService":
+        """From the search config's ``latency:`` section; a search builds this only when it needs latency,
+        so only a search that measures latency joins the gate: others neither wait nor make anyone wait."""
         from .latency_table import LatencyTable
 
-        lat = cfg.latency
-        # Only a search that measures latency joins the gate: others neither wait nor make anyone wait.
-        measured = lat.mode == "measure" and "latency_ms" in cfg.objectives
-        gate = MeasureGate.for_device(lat.device, lat.lock_dir) if lat.isolate and measured else None
+        gate = MeasureGate.for_device(lat.device, lat.lock_dir) if lat.isolate and lat.mode == "measure" else None
         table = LatencyTable.load(lat.table) if lat.mode == "predict" else None
         return cls(lat, cache_path=Path(cache_path).resolve() if cache_path else None, gate=gate, table=table)
 
@@ -86,8 +88,6 @@ class LatencyService:
     def _measure(self, arch: Arch, in_chans: int, num_classes: int) -> dict[str, float]:
         if self._measure_fn is not None:
             return self._measure_fn(arch, in_chans, num_classes)
-        from .latency import LatencyEvaluator
-
         lat = self.lat
         return LatencyEvaluator(num_classes=num_classes, in_chans=in_chans, device=lat.device,
                                 batch_sizes=tuple(lat.batch_sizes), warmup=lat.warmup, repeats=lat.repeats,
@@ -103,3 +103,44 @@ class LatencyService:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_predictor": None}
+
+
+class RunLatency:
+    """The search's latency evaluator: ``latency_ms`` (and ``latency_ms_b{B}``...) of an architecture through
+    a :class:`LatencyService` for the run's image channels and classes; cheap in predict mode."""
+
+    name = "latency"
+
+    def __init__(self, service: LatencyService, *, in_chans: int, num_classes: int) -> None:
+        self.service, self.in_chans, self.num_classes = service, in_chans, num_classes
+        if service.table is not None:
+            from .latency_table import LatencyPredictor
+
+            LatencyPredictor(service.table).check_problem(in_chans=in_chans, num_classes=num_classes)
+
+    @property
+    def cheap(self) -> bool:
+        return self.service.cheap
+
+    def training(self) -> contextlib.AbstractContextManager:
+        """The gate's training context (see :meth:`LatencyService.training`)."""
+        return self.service.training()
+
+    def evaluate(self, arch: Arch, budget: int | None = None, *, report: Any = None) -> dict[str, float]:
+        """``budget`` and ``report`` are ignored (one measurement or lookup per architecture)."""
+        return self.service.evaluate(arch, in_chans=self.in_chans, num_classes=self.num_classes)
+
+
+def latency_for_run(ctx: RunContext) -> RunLatency:
+    """Build hook of the ``latency`` evaluator: ``ctx.settings`` is the config's ``latency:`` section; measured
+    results are cached in ``ctx.cache_dir/latency_cache.sqlite``. A predict-mode table built for another
+    number of channels or classes raises ``ValueError``."""
+    cache = ctx.cache_dir / "latency_cache.sqlite" if ctx.cache_dir is not None else None
+    return RunLatency(LatencyService.from_settings(ctx.settings, cache_path=cache), in_chans=ctx.in_chans,
+                      num_classes=ctx.num_classes)
+
+
+register_evaluator("latency", LatencyEvaluator, metrics=[LATENCY_MS], build=latency_for_run, settings="latency",
+                   cheap_when=lambda lat: lat.mode == "predict",
+                   cheap_hint="set latency.mode: predict with a table from `nas latency-table`",
+                   example=lambda: {"num_classes": 10, "in_chans": 1, "warmup": 1, "repeats": 3})

@@ -40,7 +40,7 @@ from space.registry import BLOCKS
 from train.checks import check_positive_int, resolve_device
 
 from .base import register_evaluator
-from .latency import measure_latency
+from .latency import LATENCY_MS, measure_latency
 
 FORMAT = "nas-latency-table/1"
 UnitKind = Literal["stem", "block", "stage", "head"]
@@ -445,6 +445,6 @@ class PredictedLatencyEvaluator:
         return {"latency_ms": ms, f"latency_ms_b{self.predictor.table.batch}": ms}
 
 
-register_evaluator("latency_predicted", PredictedLatencyEvaluator, example=lambda: {
-    "table": LatencyTable(device="cpu", batch=1, in_chans=1, num_classes=10, warmup=1, repeats=3, rounds=1),
-    "num_classes": 10, "in_chans": 1})
+register_evaluator("latency_predicted", PredictedLatencyEvaluator, metrics=[replace(LATENCY_MS, cheap=True)],
+                   example=lambda: {"num_classes": 10, "in_chans": 1, "table": LatencyTable(
+                       device="cpu", batch=1, in_chans=1, num_classes=10, warmup=1, repeats=3, rounds=1)})

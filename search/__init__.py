@@ -2,7 +2,7 @@
 
 The only package that imports Optuna or Ray.
 """
-from .config import OBJECTIVES, Config, load_config, parse_config
+from .config import Config, load_config, parse_config
 from .errors import ConfigError
 from .results import export_run, open_run, select_best
 from .run import init_ray, run_search, search_from_config
@@ -12,7 +12,7 @@ from .storage import make_storage
 from .space_def import InvalidSample, SearchSpace
 
 __all__ = [
-    "OBJECTIVES", "SAMPLERS", "SCHEDULERS", "Config", "ConfigError", "InvalidSample", "SearchSpace", "export_run",
-    "init_ray", "load_config", "make_sampler", "make_storage", "open_run", "parse_config", "run_search",
-    "search_from_config", "select_best",
+    "SAMPLERS", "SCHEDULERS", "Config", "ConfigError", "InvalidSample", "SearchSpace", "export_run", "init_ray",
+    "load_config", "make_sampler", "make_storage", "open_run", "parse_config", "run_search", "search_from_config",
+    "select_best",
 ]

@@ -77,7 +77,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     rows = layer_table(model, input_size=arch.input_size, in_chans=args.in_chans)
     print(f"\n{'layer':<28}{'output':>20}{'params':>14}{'macs (M)':>12}")
     for r in rows:
-        shape = "×".join(str(s) for s in r.get("output_shape", r.get("shape", ())))
+        shape = "×".join(str(s) for s in r["out_shape"])
         print(f"{str(r['name']):<28}{shape:>20}{r['params']:>14,}{r['macs'] / 1e6:>12.2f}")
     return 0
 

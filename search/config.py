@@ -13,6 +13,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 import space
+from evaluators import cheap_hint, cheap_under, get_metric, metric_evaluator, objective_names, settings_key
 from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, Registry
 from train.config_base import ConfigModel as _Model
 from train.config_base import FieldError, first_error
@@ -20,12 +21,10 @@ from train.data import DataSetName
 from train.methods import MethodsConfig
 
 from .errors import ConfigError
+from .limits import TIE_BREAK, ConstraintsConfig, SelectConfig, given_limits, import_plugins
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 from .scheduler import SCHEDULERS
 from .storage import check_storage_url
-
-OBJECTIVES = {"val_acc": "max", "flops": "min", "macs": "min", "params": "min", "latency_ms": "min"}
-"""Objective name → direction. ``val_acc`` is always the first objective."""
 
 
 class DataConfig(_Model):
@@ -56,13 +55,16 @@ class ProxyConfig(_Model):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     device: str = "cpu"
+    amp: Literal["none", "bf16", "fp16"] = Field("none", description="autocast dtype, as nas retrain --amp")
+    channels_last: bool | None = Field(None, description="channels_last memory format (default: on for CUDA)")
     methods: MethodsConfig = Field(default_factory=MethodsConfig)
 
 
 class LatencyConfig(_Model):
     """Latency on ``device``: ``measure`` each architecture (once; cached in the run folder) or ``predict``
     it from a per-unit ``table`` (``nas latency-table``; cheap, so ``constraints.max_latency_ms`` may use
-    it). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
+    it; every trial process reads it, so on a cluster it must be at the same path on every node, like the
+    data). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
     (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: the system temp folder)."""
 
     device: str = "cpu"
@@ -228,26 +230,12 @@ class FaultsConfig(_Model):
     inject: InjectConfig | None = None
 
 
-class SelectConfig(_Model):
-    """``best.yaml`` = highest ``val_acc`` among complete trials within every given budget; ties → fewer MACs."""
-
-    max_flops: float | None = Field(None, gt=0)
-    max_macs: float | None = Field(None, gt=0)
-    max_params: float | None = Field(None, gt=0)
-    max_latency_ms: float | None = Field(None, gt=0)
-
-
-class ConstraintsConfig(_Model):
-    """Hard limits checked with the cheap complexity evaluator before any training (``max_latency_ms``:
-    with the predicted latency, ``latency.mode: predict``)."""
-
-    max_params: float | None = Field(None, gt=0)
-    max_macs: float | None = Field(None, gt=0)
-    max_latency_ms: float | None = Field(None, gt=0)
-
-
 class Config(_Model):
+    """``plugins``: modules imported before anything else is validated (here and in every trial process),
+    for evaluators outside ``evaluators/`` (see :mod:`evaluators.metrics`)."""
+
     name: str = Field("search", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    plugins: list[str] = Field(default_factory=list)
     data: DataConfig = Field(default_factory=DataConfig)
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     objectives: list[str] = Field(default_factory=lambda: ["val_acc", "macs"], min_length=1)
@@ -261,12 +249,19 @@ class Config(_Model):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
 
+    @field_validator("plugins")
+    @classmethod
+    def _plugins(cls, v: list[str]) -> list[str]:
+        import_plugins(v)
+        return v
+
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v: list[str]) -> list[str]:
+        valid = objective_names()
         for name in v:
-            if name not in OBJECTIVES:
-                raise ValueError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+            if name not in valid:
+                raise ValueError(f"unknown objective {name!r}; valid: {', '.join(valid)}")
         if v[0] != "val_acc":
             raise ValueError("the first objective must be val_acc")
         if len(set(v)) != len(v):
@@ -283,7 +278,19 @@ class Config(_Model):
 
     @property
     def directions(self) -> list[str]:
-        return [OBJECTIVES[o] for o in self.objectives]
+        return [get_metric(o).direction for o in self.objectives]
+
+    @property
+    def needed_metrics(self) -> list[str]:
+        """What every trial computes: the objectives, the metrics of given constraints and select budgets, and
+        the select rule's tie-break."""
+        limited = [m.name for section in (self.constraints, self.select) for _, m, _ in given_limits(section)]
+        return list(dict.fromkeys([*self.objectives, *limited, TIE_BREAK]))
+
+    def settings_for(self, evaluator: str) -> Any:
+        """The config section evaluator ``evaluator`` registered as its settings (None if none)."""
+        key = settings_key(evaluator)
+        return getattr(self, key) if key is not None else None
 
     def resolved_storage(self, run_dir: Path) -> str:
         """Storage URL: ``NAS_STORAGE_URL`` if set (checked here), else the config's, else ``run_dir/study.db``."""
@@ -309,9 +316,19 @@ def parse_config(data: Any) -> Config:
     _check_buildable(cfg)
     _check_scheduler(cfg)
     _check_devices(cfg)
+    _check_constraints(cfg)
     _check_latency(cfg)
     _check_methods(cfg)
     return cfg
+
+
+def _check_constraints(cfg: Config) -> None:
+    """Hard limits need a cheap evaluator under this config (latency: only when predicted)."""
+    for key, metric, _ in given_limits(cfg.constraints):
+        if not cheap_under(metric, cfg.settings_for(metric_evaluator(metric.name))):
+            hint = cheap_hint(metric)
+            raise ConfigError(f"constraints.{key}: hard constraints need a cheap evaluator; "
+                              f"{hint + ', or ' if hint else ''}use select.{key}")
 
 
 def _check_methods(cfg: Config) -> None:
@@ -323,12 +340,8 @@ def _check_methods(cfg: Config) -> None:
 
 
 def _check_latency(cfg: Config) -> None:
-    """``predict`` needs a table built for this device, batch and thread count; hard latency limits need
-    the cheap (predicted) latency."""
+    """``predict`` needs a table built for this device, batch and thread count."""
     lat = cfg.latency
-    if cfg.constraints.max_latency_ms is not None and lat.mode != "predict":
-        raise ConfigError("constraints.max_latency_ms: hard constraints need a cheap evaluator; set latency.mode: "
-                          "predict with a table from `nas latency-table`, or use select.max_latency_ms")
     if lat.mode == "measure":
         if lat.table is not None:
             raise ConfigError("latency.table: only read with latency.mode: predict (mode is measure)")
@@ -357,7 +370,7 @@ def _check_devices(cfg: Config) -> None:
                                   f"ray.address has its own (remove one of them)")
     for field, device in (("proxy.device", cfg.proxy.device), ("latency.device", cfg.latency.device)):
         if device.startswith("cuda") and cfg.ray.gpus_per_trial == 0 and \
-                (field == "proxy.device" or "latency_ms" in cfg.objectives):
+                (field == "proxy.device" or "latency_ms" in cfg.needed_metrics):
             raise ConfigError(f"ray.gpus_per_trial: is 0 but {field} is {device!r}; Ray hides GPUs from trials "
                               f"that reserve none (set e.g. gpus_per_trial: 0.5)")
 

@@ -1,22 +1,32 @@
-"""What one trial computes: cheap complexity (with hard constraints), latency, then proxy accuracy.
+"""What one trial computes: the evaluators its metrics need, cheap ones first (hard constraints checked
+after each, before any training), then measured ones, then proxy accuracy with a report per epoch.
 
-``ArchEvaluation`` is a small picklable callable built from the config; Ray ships it to the trial
-workers, where it builds its evaluators once per process (actors are reused). A plain in-process
-loop can call the very same object (``bench/overhead.py`` does).
+The metrics a config needs (:attr:`~search.config.Config.needed_metrics`: objectives, given
+``constraints`` and ``select`` limits, the select rule's tie-break) name their evaluators in the metric
+table (:mod:`evaluators.metrics`); each is made by its registered ``build`` hook from a
+:class:`~evaluators.RunContext`. ``ArchEvaluation`` is a small picklable callable: Ray ships it to the
+trial workers without its evaluators, and each process imports the config's ``plugins`` and builds them
+once (actors are reused). The driver builds them too, at construction, so a bad setting (a latency
+table for other images) stops the run before any trial. A plain in-process loop can call the very same
+object (``bench/overhead.py`` does).
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from evaluators import Evaluator, RunContext, build_evaluator, list_metrics, metric_evaluator
 from space import Arch
 
 from .config import Config
+from .errors import ConfigError
 from .faults import FaultInjector, train_with_oom_retry
-from evaluators.latency_service import LatencyService
+from .limits import given_limits, import_plugins
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -39,48 +49,62 @@ def load_data(cfg: Config) -> Any:
 
 
 class ArchEvaluation:
-    """``evaluate(arch, report) -> final metrics`` for one config; reports after every epoch."""
+    """``evaluate(arch, report) -> final metrics`` for one config; reports after every epoch.
 
-    def __init__(self, cfg: Config, *, threads: int | None = None, latency_cache: str | Path | None = None) -> None:
-        """``latency_cache``: SQLite file shared by the run's trials so no architecture's latency is measured
-        twice (None: per process only). In predict mode the table is loaded here and travels with ``self``."""
+    The first objective's evaluator (proxy accuracy) trains last; an out-of-memory retry halves its
+    ``batch_size`` and ``lr`` (search/faults.py)."""
+
+    def __init__(self, cfg: Config, *, threads: int | None = None, cache_dir: str | Path | None = None) -> None:
+        """``cache_dir``: the run folder, where evaluators keep what the run's trials share (the latency cache,
+        so no architecture's latency is measured twice); None: per process only."""
         self.cfg = cfg
         self.threads = threads
-        self.latency = LatencyService.from_config(cfg, cache_path=latency_cache)
-        if cfg.latency.mode == "predict":
-            from evaluators.latency_table import LatencyPredictor
+        self.cache_dir = Path(cache_dir).resolve() if cache_dir is not None else None
+        needed = set(cfg.needed_metrics)
+        self.names = list(dict.fromkeys(metric_evaluator(m) for m in list_metrics() if m in needed))  # table order
+        self.trainer = metric_evaluator(cfg.objectives[0])
+        self._built: dict[str, Evaluator] | None = None
+        try:
+            self.evaluators
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
-            from .errors import ConfigError
-
+    @property
+    def evaluators(self) -> dict[str, Evaluator]:
+        """The config's evaluators by name, built once per process."""
+        if self._built is None:
+            import_plugins(self.cfg.plugins)
+            cfg = self.cfg
             data = load_data(cfg)
-            try:
-                LatencyPredictor(self.latency.table).check_problem(in_chans=data.in_chans, num_classes=data.num_classes)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+            self._built = {name: build_evaluator(name, RunContext(
+                data=data, seed=cfg.search.seed, threads=self.threads, settings=cfg.settings_for(name),
+                val_fraction=cfg.data.val_fraction, cache_dir=self.cache_dir)) for name in self.names}
+        return self._built
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_built": None}  # evaluators hold the data set: each process builds its own
+
+    def _check_constraints(self, metrics: dict[str, Any]) -> None:
+        for key, metric, bound in given_limits(self.cfg.constraints):
+            v = metrics.get(metric.name)
+            if v is not None and not metric.within(v, bound):
+                sign = ">" if metric.direction == "min" else "<"
+                raise ConstraintViolation(f"constraints.{key}: {v:.4g} {sign} {bound:.4g}")
 
     def __call__(self, arch: Arch, report: Report | None = None) -> dict[str, Any]:
-        from evaluators import AccuracyEvaluator, ComplexityEvaluator
-        from train.methods import MethodRunner
-
         if self.threads:
             torch.set_num_threads(self.threads)
         cfg = self.cfg
-        data = load_data(cfg)
+        built = self.evaluators
+        trainer = built[self.trainer]
+        before = sorted((ev for name, ev in built.items() if name != self.trainer), key=lambda ev: not ev.cheap)
         t0 = time.perf_counter()
         metrics: dict[str, Any] = {"arch_id": arch.arch_id}
-        metrics.update(ComplexityEvaluator(num_classes=data.num_classes, in_chans=data.in_chans).evaluate(arch))
-        for key in ("params", "macs"):
-            limit = getattr(cfg.constraints, f"max_{key}")
-            if limit is not None and metrics[key] > limit:
-                raise ConstraintViolation(f"constraints.max_{key}: {metrics[key]:.4g} > {limit:.4g}")
-        limit = cfg.constraints.max_latency_ms  # only with the cheap predicted latency (config checks)
-        if "latency_ms" in cfg.objectives or limit is not None:  # measured once per arch, alone on the device
-            metrics.update(self.latency.evaluate(arch, in_chans=data.in_chans, num_classes=data.num_classes))
-            if limit is not None and metrics["latency_ms"] > limit:
-                raise ConstraintViolation(f"constraints.max_latency_ms: {metrics['latency_ms']:.4g} > {limit:.4g}")
+        for ev in before:  # cheap ones first; measured latency once per arch, alone on the device
+            metrics.update(ev.evaluate(arch))
+            if ev.cheap:
+                self._check_constraints(metrics)
         metrics["eval_seconds"] = time.perf_counter() - t0
-        p = cfg.proxy
-        methods = p.methods
         inject = cfg.faults.inject
         fault = FaultInjector(rate=inject.rate, kinds=inject.kinds, seed=inject.seed).plan(arch.arch_id) \
             if inject is not None else None
@@ -90,13 +114,15 @@ class ArchEvaluation:
                 report({**metrics, **m})
 
         def train(batch_size: int, lr: float) -> dict[str, Any]:
-            lr = FaultInjector.apply(fault, batch_size=batch_size, configured_batch=p.batch_size) or lr
-            acc = AccuracyEvaluator(data=data, epochs=p.epochs, batch_size=batch_size, lr=lr, momentum=p.momentum,
-                                    weight_decay=p.weight_decay, val_fraction=cfg.data.val_fraction,
-                                    seed=cfg.search.seed, device=p.device, threads=self.threads, methods=methods)
-            return acc.evaluate(arch, report=on_epoch)
+            lr = FaultInjector.apply(fault, batch_size=batch_size, configured_batch=trainer.batch_size) or lr
+            run = copy.copy(trainer)  # the built one keeps the configured batch and lr for the next trial
+            run.batch_size, run.lr = batch_size, lr
+            return run.evaluate(arch, report=on_epoch)
 
-        lr = MethodRunner(methods).scaled_lr(p.lr, p.batch_size)  # once: an OOM retry halves it linearly
-        with self.latency.training():  # with latency.isolate, training pauses while any measurement runs
-            final = train_with_oom_retry(train, batch_size=p.batch_size, lr=lr, retry=cfg.faults.oom_retry)
+        with contextlib.ExitStack() as stack:  # e.g. with latency.isolate, training pauses while any measurement runs
+            for ev in before:
+                if hasattr(ev, "training"):
+                    stack.enter_context(ev.training())
+            final = train_with_oom_retry(train, batch_size=trainer.batch_size, lr=trainer.lr,
+                                         retry=cfg.faults.oom_retry)
         return {**metrics, **final}

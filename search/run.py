@@ -17,10 +17,11 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import TrialState
 
+from evaluators import get_metric
 from space import from_yaml
 
 from .cluster import claim_run, connect, record_driver, release_run
-from .config import OBJECTIVES, Config, dump_config
+from .config import Config, dump_config
 from .errors import ConfigError
 from .faults import fault_kind
 from .samplers import make_sampler
@@ -188,11 +189,7 @@ def _trial_name(trial: Any) -> str:
 
 
 def _fmt(key: str, value: Any) -> str:
-    if value is None:
-        return f"{key}=-"
-    if key in ("macs", "flops", "params"):
-        return f"{key}={value / 1e6:.2f}M"
-    return f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+    return f"{key}=-" if value is None else f"{key}={get_metric(key).format(value)}"
 
 
 def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[str],
@@ -205,7 +202,8 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     ``scheduler``: a Ray Tune TrialScheduler (e.g. search/scheduler.py's MO-ASHA) or None (FIFO)."""
     from ray import tune
 
-    directions = ["maximize" if OBJECTIVES[o] == "max" else "minimize" for o in objectives]
+    modes = [get_metric(o).direction for o in objectives]
+    directions = ["maximize" if mode == "max" else "minimize" for mode in modes]
     study = optuna.create_study(storage=storage, study_name=study_name, directions=directions, load_if_exists=True)
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"objectives: the stored study {study_name!r} has directions "
@@ -223,7 +221,7 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
         return study
 
     searcher = NasOptunaSearch(space=DefineByRun(space, objectives), metric=list(objectives),
-                               mode=[OBJECTIVES[o] for o in objectives], sampler=sampler, storage=storage,
+                               mode=modes, sampler=sampler, storage=storage,
                                study_name=study_name)
     # A failed trial reports only ``trial_error``; Tune's strict check would abort the whole run on it.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -294,7 +292,7 @@ def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, sp
     sampler = make_sampler(cfg.search.sampler, seed=cfg.search.seed + n_prev, n_trials=cfg.search.n_trials)
     threads = max(1, int(cfg.ray.cpus_per_trial))
     resources = {"cpu": cfg.ray.cpus_per_trial, "gpu": cfg.ray.gpus_per_trial}
-    evaluate = ArchEvaluation(cfg, threads=threads, latency_cache=run_dir / "latency_cache.sqlite")
+    evaluate = ArchEvaluation(cfg, threads=threads, cache_dir=run_dir)
     study = run_search(space, evaluate, objectives=cfg.objectives, sampler=sampler,
                        storage=storage, study_name=cfg.name, n_trials=cfg.search.n_trials, run_dir=run_dir,
                        max_concurrent=cfg.search.max_concurrent, resources=resources, out=out,

@@ -1,8 +1,9 @@
 """Ray Tune's ``OptunaSearch``, recording what a trial measured and why it failed in the Optuna storage.
 
 Ray's searcher tells Optuna only the objective values. Ours also stores, as trial user attributes,
-the architecture (``arch_id``, ``arch_yaml``, set at sampling time so failed trials keep them), the
-side metrics (params, flops, macs, latency, epochs, seconds) and, for a failed trial, its reason.
+the architecture (``arch_id``, ``arch_yaml``, set at sampling time so failed trials keep them), every
+metric of the table the trial computed (params, flops, macs, latency, losses, epochs, seconds...), where
+and how it ran and, for a failed trial, its reason.
 A trial whose result carries ``trial_error`` or a non-finite objective is told as FAIL. A trial whose
 last result is a per-epoch report (a scheduler stopped it early: search/scheduler.py) is told as PRUNED,
 never COMPLETE, with ``pruned_at_epoch`` and its values at that epoch as user attributes.
@@ -15,10 +16,18 @@ from typing import Any
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from evaluators import list_metrics
+
 from .scheduler import is_intermediate
 
-RECORDED = ("arch_id", "params", "flops", "macs", "latency_ms", "val_acc", "val_loss", "train_loss", "epochs",
-            "train_seconds", "eval_seconds", "batch_size", "oom_retries", "node", "threads")
+RUN_ATTRS = ("eval_seconds", "batch_size", "oom_retries", "node", "threads")
+"""Recorded besides the metrics: how long the pre-training evaluators took, the batch actually trained
+(after an out-of-memory retry), where it ran and with how many threads."""
+
+
+def recorded() -> list[str]:
+    """The result keys stored as user attributes: ``arch_id``, every metric of the table, :data:`RUN_ATTRS`."""
+    return ["arch_id", *list_metrics(), *RUN_ATTRS]
 
 
 class NasOptunaSearch(OptunaSearch):
@@ -35,7 +44,7 @@ class NasOptunaSearch(OptunaSearch):
         stopped = reason is None and is_intermediate(result)
         if reason is None and not stopped and any(v is None or not math.isfinite(float(v)) for v in values):
             reason = f"missing or non-finite objective: {dict(zip(metrics, values))}"
-        for key in RECORDED:
+        for key in recorded():
             if key in result and result[key] is not None:
                 ot_trial.set_user_attr(key, result[key])
         if stopped:

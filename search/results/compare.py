@@ -24,19 +24,21 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from evaluators import get_metric, list_metrics
 from space import Arch, load_arch
 
-from ..config import OBJECTIVES, Config, ConstraintsConfig
+from ..config import Config
+from ..limits import ConstraintsConfig, given_limits
 from ..pareto import dominates
-from .export import open_run
+from .export import metric_columns, open_run
 
-CSV_COLUMNS = ("name", "arch_id", "status", "val_acc", "macs", "flops", "params", "latency_ms", "epochs",
-               "train_seconds", "over_constraints", "dominated_by", "dominates", "reason")
+CSV_HEAD = ("name", "arch_id", "status")
+CSV_TAIL = ("over_constraints", "dominated_by", "dominates", "reason")
 
 
 def to_minimise(values: Sequence[float], objectives: Sequence[str]) -> list[float]:
     """Objective values with every maximised objective negated, so that smaller is better everywhere."""
-    return [-float(v) if OBJECTIVES[o] == "max" else float(v) for v, o in zip(values, objectives)]
+    return [-float(v) if get_metric(o).direction == "max" else float(v) for v, o in zip(values, objectives)]
 
 
 def front_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -48,7 +50,7 @@ def front_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def trial_metrics(t: FrozenTrial, objectives: Sequence[str]) -> dict[str, Any]:
     """Objective values and recorded side metrics of a trial, by name."""
-    m = {k: t.user_attrs[k] for k in ("params", "flops", "macs", "latency_ms", "epochs") if k in t.user_attrs}
+    m = {k: t.user_attrs[k] for k in list_metrics() if k in t.user_attrs}
     if t.values is not None:
         m.update(zip(objectives, t.values))
     return m
@@ -85,10 +87,9 @@ def _measure(name: str, arch: Arch, evaluate: Any, cfg: Config, out: Callable[[s
         m = evaluate(arch, report)
     except Exception as exc:  # an impossible preset (too small an input, ...) is a row with its reason
         return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500]}
-    row.update({k: m[k] for k in ("val_acc", "macs", "flops", "params", "latency_ms", "epochs", "train_seconds")
-                if k in m})
-    over = [k for k in ("params", "macs", "latency_ms") if getattr(cfg.constraints, f"max_{k}") is not None
-            and m.get(k) is not None and m[k] > getattr(cfg.constraints, f"max_{k}")]
+    row.update({k: m[k] for k in list_metrics() if k in m})
+    over = [metric.name for _, metric, bound in given_limits(cfg.constraints)
+            if m.get(metric.name) is not None and not metric.within(m[metric.name], bound)]
     return {**row, "status": "ok", "over_constraints": over}
 
 
@@ -107,7 +108,7 @@ def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.st
     threads = threads or max(1, int(cfg.ray.cpus_per_trial))
     lifted = cfg.model_copy(update={"constraints": ConstraintsConfig(),
                                     "faults": cfg.faults.model_copy(update={"inject": None})})
-    evaluate = ArchEvaluation(lifted, threads=threads, latency_cache=run_dir / "latency_cache.sqlite")
+    evaluate = ArchEvaluation(lifted, threads=threads, cache_dir=run_dir)
     objectives = cfg.objectives
     previous = {r["name"]: r for r in (load_compare(run_dir) or {}).get("presets", [])}
     rows = dict(previous)
@@ -115,7 +116,7 @@ def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.st
     front_rows = [{"number": t.number, "arch_id": t.user_attrs.get("arch_id"), **trial_metrics(t, objectives)}
                   for t in front]
     head = {"run": str(run_dir), "study_name": study.study_name, "objectives": objectives,
-            "directions": [OBJECTIVES[o] for o in objectives], "data": cfg.data.model_dump(mode="json"),
+            "directions": cfg.directions, "data": cfg.data.model_dump(mode="json"),
             "input_size": data.input_size, "proxy": cfg.proxy.model_dump(mode="json"), "seed": cfg.search.seed,
             "latency": cfg.latency.model_dump(mode="json"), "threads": threads}
     for name, arch in todo:
@@ -141,7 +142,7 @@ def _write(run_dir: Path, head: dict[str, Any], front_rows: list[dict[str, Any]]
     tmp = run_dir / "compare.json.tmp"
     tmp.write_text(json.dumps(doc, indent=2))
     tmp.replace(run_dir / "compare.json")
-    _write_csv(run_dir / "compare.csv", doc["presets"])
+    _write_csv(run_dir / "compare.csv", doc["presets"], head["objectives"])
     return doc
 
 
@@ -155,9 +156,10 @@ def _dominance(row: dict[str, Any], front_rows: list[dict[str, Any]], objectives
     row["dominates"] = [n for n, theirs in front if dominates(mine, theirs)]
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_csv(path: Path, rows: list[dict[str, Any]], objectives: list[str]) -> None:
+    header = [*CSV_HEAD, *metric_columns(objectives, rows), *CSV_TAIL]
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({**r, **{k: " ".join(str(x) for x in r.get(k) or []) for k in
@@ -165,26 +167,26 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def format_table(doc: dict[str, Any]) -> str:
-    """The comparison as a fixed-width text table, then one line: which presets the front dominates."""
+    """The comparison as a fixed-width text table (one column per objective, formatted by the metric table),
+    then one line: which presets the front dominates."""
     objectives = doc["objectives"]
+    metrics = [get_metric(o) for o in objectives]
     w = max([16] + [len(r["name"]) + 2 for r in doc["presets"]])
-    lines = [f"{'preset':<{w}}{'arch_id':<14}{'params':>11}{'MACs (M)':>10}{'val_acc':>9}"
-             + (f"{'lat (ms)':>10}" if "latency_ms" in objectives else "")
+    cw = [max(10, len(o) + 2) for o in objectives]
+    lines = [f"{'preset':<{w}}{'arch_id':<14}" + "".join(f"{o:>{c}}" for o, c in zip(objectives, cw))
              + "  dominated by front trials"]
     for r in doc["presets"]:
         if r.get("status") != "ok":
             lines.append(f"{r['name']:<{w}}{r['arch_id']:<14}  failed: {r.get('reason', '')}")
             continue
-        lat = f"{r['latency_ms']:>10.3f}" if "latency_ms" in objectives else ""
         by = ", ".join(f"#{n}" for n in r["dominated_by"]) or "— (not dominated)"
         if r["dominates"]:
             by += f"; it dominates front trial(s) {', '.join(f'#{n}' for n in r['dominates'])}"
-        lines.append(f"{r['name']:<{w}}{r['arch_id']:<14}{int(r['params']):>11,}{r['macs'] / 1e6:>10.2f}"
-                     f"{r['val_acc']:>9.4f}{lat}  {by}")
+        cells = "".join(f"{m.format(r[m.name]):>{c}}" for m, c in zip(metrics, cw))
+        lines.append(f"{r['name']:<{w}}{r['arch_id']:<14}{cells}  {by}")
     front = doc["front"]
     lines.append(f"{'front':<{w}}{len(front)} architecture(s): " + ", ".join(
-        f"#{f['number']} val_acc {f['val_acc']:.4f} MACs {f['macs'] / 1e6:.2f}M"
-        + (f" lat {f['latency_ms']:.3f}ms" if "latency_ms" in objectives else "") for f in front))
+        f"#{f['number']} " + " ".join(f"{m.name} {m.format(f[m.name])}" for m in metrics) for f in front))
     ok = [r for r in doc["presets"] if r.get("status") == "ok"]
     dominated = [r["name"] for r in ok if r["dominated_by"]]
     lines.append(f"the front dominates {len(dominated)} of {len(ok)} preset(s)"

@@ -1,8 +1,9 @@
 """Re-derive a run's outputs from its Optuna storage alone.
 
-Writes into the run folder: ``trials.csv`` (one row per trial: number, state, arch_id, every
-objective and side metric, duration, failure reason), ``pareto/<arch_id>.yaml`` for the Pareto
-front, ``best.yaml`` by the config's ``select`` rule, ``pareto.png`` and ``summary.json``.
+Writes into the run folder: ``trials.csv`` (one row per trial: number, state, arch_id, the
+objectives, every other metric of the table some trial recorded, duration, failure reason),
+``pareto/<arch_id>.yaml`` for the Pareto front, ``best.yaml`` by the config's ``select`` rule,
+``pareto.png`` and ``summary.json``.
 """
 from __future__ import annotations
 
@@ -15,14 +16,27 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from evaluators import get_metric, list_metrics
 from space import from_yaml
 
-from ..config import OBJECTIVES, Config
+from ..config import Config
 from ..errors import ConfigError
 from ..faults import fault_summary
+from ..limits import TIE_BREAK, given_limits
 
-COLUMNS = ("number", "state", "arch_id", "val_acc", "macs", "flops", "params", "latency_ms", "epochs",
-           "duration_s", "datetime_start", "fail_reason")
+HEAD = ("number", "state", "arch_id")
+TAIL = ("duration_s", "datetime_start", "fail_reason")
+
+
+def metric_columns(objectives: list[str], recorded: list[dict[str, Any]]) -> list[str]:
+    """The objectives, then every other metric of the table present in one of the ``recorded`` mappings."""
+    seen = {k for r in recorded for k in r}
+    return [*objectives, *(m for m in list_metrics() if m not in objectives and m in seen)]
+
+
+def columns(trials: list[FrozenTrial], objectives: list[str]) -> list[str]:
+    """``trials.csv``'s header: number, state, arch_id, the metric columns, duration, start, failure reason."""
+    return [*HEAD, *metric_columns(objectives, [t.user_attrs for t in trials]), *TAIL]
 
 
 def open_run(run_dir: Path, storage: optuna.storages.BaseStorage | None = None) -> tuple[optuna.Study, Config]:
@@ -48,9 +62,9 @@ def open_run(run_dir: Path, storage: optuna.storages.BaseStorage | None = None) 
     return study, cfg
 
 
-def trial_row(t: FrozenTrial, objectives: list[str]) -> dict[str, Any]:
+def trial_row(t: FrozenTrial, objectives: list[str], metrics: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {"number": t.number, "state": t.state.name, "arch_id": t.user_attrs.get("arch_id", "")}
-    for key in COLUMNS[3:9]:
+    for key in metrics:
         row[key] = t.user_attrs.get(key, "")
     if t.values is not None:
         row.update(dict(zip(objectives, t.values)))
@@ -61,7 +75,7 @@ def trial_row(t: FrozenTrial, objectives: list[str]) -> dict[str, Any]:
 
 
 def select_best(trials: list[FrozenTrial], cfg: Config) -> FrozenTrial | None:
-    """Highest val_acc among COMPLETE trials within every ``select`` budget; ties → fewer MACs."""
+    """Highest val_acc among COMPLETE trials within every ``select`` budget; ties → fewer of ``TIE_BREAK``."""
     objectives = cfg.objectives
 
     def value(t: FrozenTrial, key: str) -> float | None:
@@ -70,21 +84,12 @@ def select_best(trials: list[FrozenTrial], cfg: Config) -> FrozenTrial | None:
         v = t.user_attrs.get(key)
         return float(v) if v is not None else None
 
-    ok = []
-    for t in trials:
-        if t.state != TrialState.COMPLETE:
-            continue
-        within = True
-        for key in ("flops", "macs", "params", "latency_ms"):
-            limit = getattr(cfg.select, f"max_{key}")
-            v = value(t, key)
-            if limit is not None and (v is None or v > limit):
-                within = False
-        if within:
-            ok.append(t)
+    limits = given_limits(cfg.select)
+    ok = [t for t in trials if t.state == TrialState.COMPLETE
+          and all(metric.within(value(t, metric.name), bound) for _, metric, bound in limits)]
     if not ok:
         return None
-    return max(ok, key=lambda t: (value(t, "val_acc"), -(value(t, "macs") or 0.0)))
+    return max(ok, key=lambda t: (value(t, "val_acc"), -(value(t, TIE_BREAK) or 0.0)))
 
 
 def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = None,
@@ -94,11 +99,12 @@ def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = N
     study, cfg = open_run(run_dir, storage)
     trials = study.get_trials(deepcopy=False)
     objectives = cfg.objectives
+    header = columns(trials, objectives)
     with open(run_dir / "trials.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w = csv.DictWriter(f, fieldnames=header)
         w.writeheader()
         for t in trials:
-            w.writerow(trial_row(t, objectives))
+            w.writerow(trial_row(t, objectives, header[len(HEAD):-len(TAIL)]))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     front = study.best_trials if complete else []
     pareto = run_dir / "pareto"
@@ -116,7 +122,8 @@ def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = N
     states = {s.name: sum(t.state == s for t in trials) for s in TrialState}
     summary = {
         "study_name": study.study_name, "objectives": objectives,
-        "directions": [OBJECTIVES[o] for o in objectives], "n_trials": len(trials),
+        "directions": cfg.directions, "n_trials": len(trials),
+        "metrics": {o: {"label": get_metric(o).label, "unit": get_metric(o).unit} for o in objectives},
         "states": {k: v for k, v in states.items() if v},
         "front": [{"number": t.number, "arch_id": t.user_attrs.get("arch_id"),
                    **dict(zip(objectives, t.values))} for t in front],
@@ -139,19 +146,19 @@ def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = N
 
 
 def plot_front(path: Path, complete: list[FrozenTrial], front: list[FrozenTrial], objectives: list[str]) -> None:
-    """Accuracy against each cost objective (MACs in millions, log axis), front highlighted."""
+    """Accuracy against each cost objective (labels, scales and log axes from the metric table), front highlighted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    costs = [o for o in objectives if o != "val_acc"] or ["macs"]
+    costs = [o for o in objectives if o != "val_acc"] or [TIE_BREAK]  # always recorded: the select rule needs it
     fig, axes = plt.subplots(1, len(costs), figsize=(5.5 * len(costs), 4.2), squeeze=False)
     front_ids = {t.number for t in front}
 
     def cost(t: FrozenTrial, key: str) -> float:
         v = t.values[objectives.index(key)] if key in objectives else t.user_attrs.get(key, float("nan"))
-        return float(v) / (1e6 if key in ("macs", "flops", "params") else 1.0)
+        return float(v) / get_metric(key).scale
 
     for ax, key in zip(axes[0], costs):
         others = [t for t in complete if t.number not in front_ids]
@@ -159,9 +166,9 @@ def plot_front(path: Path, complete: list[FrozenTrial], front: list[FrozenTrial]
         pts = sorted(front, key=lambda t: cost(t, key))
         ax.scatter([cost(t, key) for t in pts], [t.values[0] for t in pts], c="tab:red", s=30,
                    label="Pareto front")
-        ax.set_xlabel(f"{key} (M)" if key in ("macs", "flops", "params") else key)
-        ax.set_ylabel("validation accuracy")
-        if key in ("macs", "flops", "params"):
+        ax.set_xlabel(get_metric(key).label)
+        ax.set_ylabel(get_metric("val_acc").label)
+        if get_metric(key).log:
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")

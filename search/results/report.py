@@ -2,9 +2,9 @@
 
 Writes ``RUN_DIR/report/report.html`` (plotly, with plotly.js embedded once in the page's head, so
 it opens offline) and beside it ``pareto.png``, ``history.png``, ``importance.png``, ``parallel.png`` and
-``trials.png`` (matplotlib). Contents: the Pareto projections (accuracy against MACs, FLOPs and
-latency; front highlighted; presets from ``nas compare`` overlaid when ``compare.json`` exists),
-the optimisation history and hypervolume, fANOVA parameter importances per objective, parallel
+``trials.png`` (matplotlib). Contents: the Pareto projections (accuracy against each cost metric: the
+objectives, then MACs, FLOPs...; front highlighted; presets from ``nas compare`` overlaid when
+``compare.json`` exists), the optimisation history and hypervolume, fANOVA parameter importances per objective, parallel
 coordinates of the choices, trial states and durations, and a table of the front with each
 architecture's YAML and its ``nas show`` summary (params, fvcore FLOPs, conv+linear MACs, layers).
 
@@ -23,9 +23,11 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from evaluators import get_metric
+
 from . import report_plots as rp
 from .compare import front_trials, load_compare
-from ..config import OBJECTIVES, Config
+from ..config import Config
 from .export import open_run
 
 PNGS = ("pareto.png", "history.png", "importance.png", "parallel.png", "trials.png")
@@ -139,19 +141,21 @@ def _text(title: str, text: str) -> str:
 
 
 def _fmt(key: str, v: Any) -> str:
+    """A metric's value as the metric table formats it."""
     if v is None or v == "":
         return ""
-    if key in ("macs", "flops"):
-        return f"{float(v) / 1e6:,.2f} M"
-    if key == "params":
-        return f"{int(float(v)):,}"
-    return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+    return html.escape(get_metric(key).format(v))
+
+
+def _shown(key: str, v: Any) -> str:
+    """params/FLOPs/MACs as ``nas show`` prints them (exact params; millions of FLOPs and MACs)."""
+    return f"{int(float(v)):,}" if key == "params" else f"{float(v) / 1e6:,.2f} M"
 
 
 def _header(view: RunView) -> str:
     cfg = view.cfg
     states = {s.name: sum(t.state == s for t in view.trials) for s in TrialState}
-    arrows = ", ".join(f"{o} {'↑' if OBJECTIVES[o] == 'max' else '↓'}" for o in view.objectives)
+    arrows = ", ".join(f"{o} {'↑' if get_metric(o).direction == 'max' else '↓'}" for o in view.objectives)
     meta = json.loads((view.run_dir / "run.json").read_text())
     rows = [("run folder", str(view.run_dir.resolve())), ("study", view.study.study_name),
             ("storage", meta.get("storage", "")), ("objectives", arrows),
@@ -190,7 +194,7 @@ def _front_table(view: RunView) -> str:
                   f"<p><code>{html.escape(cmd)}</code></p><table class='small'><tr><th>layer</th><th>type</th>"
                   f"<th>output</th><th>params</th><th>MACs (M)</th></tr>{layers}</table></details>")
         cells = [str(t.number), f"<code>{s['arch_id']}</code>", *(_fmt(o, v) for o, v in zip(obj, t.values)),
-                 _fmt("params", s["params"]), _fmt("flops", s["flops"]), _fmt("macs", s["macs"]),
+                 _shown("params", s["params"]), _shown("flops", s["flops"]), _shown("macs", s["macs"]),
                  f"{s['in_chans']}×{s['input_size']}²", detail]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (f"<h2>The front ({len(view.front)} architectures)</h2><p>Each architecture is also in "
@@ -212,7 +216,7 @@ def _compare_table(view: RunView) -> str:
             continue
         by = ", ".join(f"#{n}" for n in r.get("dominated_by", [])) or "not dominated"
         cells = [html.escape(r["name"]), f"<code>{r['arch_id']}</code>", *(_fmt(o, r.get(o)) for o in obj),
-                 _fmt("params", r.get("params")), by]
+                 _shown("params", r["params"]) if r.get("params") is not None else "", by]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return ("<h2>Presets (nas compare)</h2><p>Trained with the run's proxy budget, data split and seed; latency "
             "measured like the trials' (the run's latency cache and settings).</p>"

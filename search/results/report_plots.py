@@ -1,6 +1,7 @@
 """The figures of ``nas report``: each one twice, as a plotly figure (HTML) and a matplotlib PNG.
 
-Pareto projections (accuracy against MACs, FLOPs, latency; front and presets overlaid), optimisation
+Pareto projections (accuracy against each cost metric, labelled and scaled by the metric table; front
+and presets overlaid), optimisation
 history (accuracy per trial, best so far, hypervolume of the front so far), fANOVA parameter
 importances per objective (Hutter et al. 2014, Optuna's evaluator, seeded), parallel coordinates of
 the choices (Optuna's), and trial states and durations.
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from evaluators import METRICS, get_metric
+
 from ..pareto import REFERENCE, hypervolume, normalise, reference_point
 from .compare import to_minimise
 
@@ -23,9 +26,6 @@ if TYPE_CHECKING:
 
 STATE_COLOURS = {"COMPLETE": "#2ca02c", "PRUNED": "#ff7f0e", "FAIL": "#d62728", "RUNNING": "#1f77b4",
                  "WAITING": "#7f7f7f"}
-LABELS = {"macs": "MACs (M, conv+linear)", "flops": "FLOPs (M, fvcore total)", "params": "params (M)",
-          "latency_ms": "latency (ms)", "val_acc": "validation accuracy"}
-SCALE = {"macs": 1e6, "flops": 1e6, "params": 1e6}
 
 
 def _plt() -> Any:
@@ -45,14 +45,14 @@ def value(t: FrozenTrial | dict, key: str, objectives: list[str]) -> float | Non
         v = t.values[objectives.index(key)]
     else:
         v = t.user_attrs.get(key)
-    return None if v is None else float(v) / SCALE.get(key, 1.0)
+    return None if v is None else float(v) / get_metric(key).scale
 
 
 def cost_axes(view: "RunView") -> list[str]:
-    """MACs, FLOPs and latency when some complete trial has them, in that order (then other objectives)."""
-    keys = [k for k in ("macs", "flops", "latency_ms") if any(value(t, k, view.objectives) is not None
-                                                              for t in view.complete)]
-    return keys + [o for o in view.objectives[1:] if o not in keys]
+    """The objectives after accuracy, then every other limit-able "min" metric some complete trial has."""
+    keys = list(view.objectives[1:])
+    return keys + [m.name for m in METRICS.values() if m.limit and m.direction == "min" and m.name not in keys
+                   and any(value(t, m.name, view.objectives) is not None for t in view.complete)]
 
 
 def _pareto_series(view: "RunView", key: str) -> dict[str, tuple[list, list, list]]:
@@ -81,7 +81,7 @@ def pareto_figure(view: "RunView") -> Any:
     from plotly.subplots import make_subplots
 
     keys = cost_axes(view)
-    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[LABELS.get(k, k) for k in keys],
+    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[get_metric(k).label for k in keys],
                         horizontal_spacing=0.06)
     for col, key in enumerate(keys, start=1):
         for name, (x, y, text) in _pareto_series(view, key).items():
@@ -93,9 +93,9 @@ def pareto_figure(view: "RunView") -> Any:
                             marker=dict(color=colour, symbol=symbol, size=size),
                             hovertemplate="%{text}<br>%{x:.4g}, acc %{y:.4f}<extra></extra>", row=1, col=col)
         xs = [v for x, _, _ in _pareto_series(view, key).values() for v in x if v and v > 0]
-        fig.update_xaxes(title_text=LABELS.get(key, key), type="log" if _log_axis(key, xs) else "linear",
+        fig.update_xaxes(title_text=get_metric(key).label, type="log" if _log_axis(key, xs) else "linear",
                          row=1, col=col)
-    fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
+    fig.update_yaxes(title_text=get_metric("val_acc").label, row=1, col=1)
     fig.update_layout(height=430, margin=dict(t=40, b=40, l=50, r=20), legend=dict(orientation="h", y=-0.2))
     return fig
 
@@ -115,8 +115,8 @@ def pareto_png(view: "RunView", path: Path) -> None:
             if name.startswith("presets"):
                 for xi, yi, ti in zip(x, y, text):
                     ax.annotate(ti, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xlabel(LABELS.get(key, key))
-        ax.set_ylabel("validation accuracy")
+        ax.set_xlabel(get_metric(key).label)
+        ax.set_ylabel(get_metric("val_acc").label)
         xs = [v for x, _, _ in _pareto_series(view, key).values() for v in x if v and v > 0]
         if _log_axis(key, xs):
             from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -131,8 +131,8 @@ def pareto_png(view: "RunView", path: Path) -> None:
 
 
 def _log_axis(key: str, xs: list[float]) -> bool:
-    """Counts (MACs, FLOPs, params) on a log axis; latency too when it spans more than 20×."""
-    return bool(xs) and (key in SCALE or max(xs) / min(xs) > 20)
+    """Metrics marked ``log`` (the counts) on a log axis; others too when they span more than 20×."""
+    return bool(xs) and (get_metric(key).log or max(xs) / min(xs) > 20)
 
 
 def history(view: "RunView") -> dict[str, list]:
@@ -155,7 +155,7 @@ def history_figure(view: "RunView") -> Any:
 
     h = history(view)
     fig = make_subplots(rows=1, cols=2,
-                        subplot_titles=["validation accuracy", "normalised hypervolume of the front so far"])
+                        subplot_titles=[get_metric("val_acc").label, "normalised hypervolume of the front so far"])
     fig.add_scatter(x=h["number"], y=h["val_acc"], mode="markers", name="trial", row=1, col=1)
     fig.add_scatter(x=h["number"], y=h["best"], mode="lines", name="best so far", row=1, col=1)
     fig.add_scatter(x=h["number"], y=h["hypervolume"], mode="lines+markers", name="hypervolume", row=1, col=2)
@@ -171,7 +171,7 @@ def history_png(view: "RunView", path: Path) -> None:
     a.scatter(h["number"], h["val_acc"], s=14, c="0.4", label="trial")
     a.step(h["number"], h["best"], where="post", c="tab:red", label="best so far")
     a.set_xlabel("trial number")
-    a.set_ylabel("validation accuracy")
+    a.set_ylabel(get_metric("val_acc").label)
     a.legend(loc="lower right")
     b.plot(h["number"], h["hypervolume"], marker="o", ms=3)
     b.set_xlabel("trial number")

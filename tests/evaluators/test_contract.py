@@ -22,6 +22,8 @@ def test_contract(name, one_thread):
     out = ev.evaluate(space.wrn(10, 1, input_size=16), 1, report=calls.append)
     assert out and all(isinstance(k, str) and isinstance(v, float) and math.isfinite(v) for k, v in out.items())
     assert all(isinstance(c, dict) for c in calls)
+    declared = [m.name for m in entry.meta["metrics"]]
+    assert declared and set(declared) <= set(out), (declared, sorted(out))  # it returns what it declares
 
 
 def test_unknown_evaluator_lists_valid_names():

@@ -110,14 +110,14 @@ def test_predicted_latency_is_a_hard_constraint_before_training(built):
     _, table_path, _ = built
     base = {**TINY, "latency": {"mode": "predict", "table": str(table_path), "isolate": False}}
     evaluate = ArchEvaluation(parse_config({**base, "constraints": {"max_latency_ms": 1e-6}}))
-    assert evaluate.latency.cheap
+    assert evaluate.evaluators["latency"].cheap
     arch = sample_archs(SearchSpace(parse_config(TINY).space, input_size=16), 1, seed=0)[0]
     start = time.perf_counter()
     with pytest.raises(ConstraintViolation, match=r"constraints.max_latency_ms: [\d.e-]+ > 1e-06"):
-        pickle.loads(pickle.dumps(evaluate))(arch)  # as Ray ships it: the table travels inside
+        pickle.loads(pickle.dumps(evaluate))(arch)  # as Ray ships it: the copy builds its evaluators, table read
     assert time.perf_counter() - start < 5  # rejected from the table alone, no training
     expected = LatencyPredictor(LatencyTable.load(table_path), measure_missing=False).predict(arch)
-    assert evaluate.latency.evaluate(arch, in_chans=1, num_classes=10)["latency_ms"] == pytest.approx(expected)
+    assert evaluate.evaluators["latency"].evaluate(arch)["latency_ms"] == pytest.approx(expected)
     rgb = LatencyTable.load(table_path)
     rgb.in_chans = 3
     rgb_path = rgb.save(table_path.parent / "rgb.yaml")
