@@ -27,6 +27,7 @@ demo: $(STAMP)
 	$(NAS) retrain results/$(RUN)/best.yaml --data digits --epochs 15 --out results/$(RUN)/retrain
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -6,7 +6,7 @@
 
 Two real searches (``search_from_config``: embedded Ray, Optuna + SQLite in a temporary folder) with
 identical configs — same space, proxy budget, seed, sampler and trial count — except
-``scheduler: none`` against ``scheduler: mo_asha`` (search/scheduler.py). With the random sampler
+``scheduler: none`` against ``scheduler: mo_asha`` (search/schedulers/mo_asha.py). With the random sampler
 (the default) both runs propose the same architectures in the same order, so the difference is the
 scheduler alone; proxy training is seeded and single-threaded, so an architecture that runs to the end
 gets the same accuracy in both runs.

@@ -36,10 +36,19 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
-from train import TensorSplit
-from train.retrain import (DistInfo, RetrainConfig, RetrainContext, ShardedTensorLoader, create_optimizer,
-                            create_precision, create_scheduler, param_groups, train_epoch)
 from space import get_preset
+from train import TensorSplit
+from train.retrain import (
+    DistInfo,
+    RetrainConfig,
+    RetrainContext,
+    ShardedTensorLoader,
+    create_optimizer,
+    create_precision,
+    create_scheduler,
+    param_groups,
+    train_epoch,
+)
 
 
 def _sync(device: torch.device) -> None:

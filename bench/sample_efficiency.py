@@ -114,7 +114,8 @@ def normaliser(rows: list[dict], objectives: Sequence[str]) -> Callable[[Sequenc
 
 def hypervolume(points: Sequence[Sequence[float]]) -> float:
     """Exact hypervolume of normalised minimisation points below the reference point (1.1 on every axis)."""
-    from search.pareto import hypervolume as exact, reference_point
+    from search.pareto import hypervolume as exact
+    from search.pareto import reference_point
 
     return exact(points, reference_point(len(points[0]))) if len(points) else 0.0
 
@@ -214,6 +215,8 @@ def bench(table: Path, *, objectives: Sequence[str], budgets: Sequence[int], see
 def format_report(*, table: str, n_archs: int, objectives: list[str], seeds: int, budgets: list[int],
                   hv: dict, unique: dict, match: dict, random_max: int) -> str:
     from evaluators import get_metric
+    from search.pareto import REFERENCE
+    from search.samplers import DEFAULT_SAMPLER
 
     arrows = " ".join(f"{o}{'↑' if get_metric(o).direction == 'max' else '↓'}" for o in objectives)
     lines = [f"sample efficiency: {Path(table).name}, {n_archs} architectures, objectives {arrows}, {seeds} seeds",

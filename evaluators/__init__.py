@@ -11,8 +11,20 @@ run of its engine); never Optuna or Ray.
 from space._autoload import import_submodules
 
 from .accuracy import AccuracyEvaluator
-from .base import (EVALUATORS, Evaluator, Report, RunContext, build_evaluator, cheap_hint, cheap_under,
-                   create_evaluator, list_evaluators, may_be_cheap, register_evaluator, settings_key)
+from .base import (
+                   EVALUATORS,
+                   Evaluator,
+                   Report,
+                   RunContext,
+                   build_evaluator,
+                   cheap_hint,
+                   cheap_under,
+                   create_evaluator,
+                   list_evaluators,
+                   may_be_cheap,
+                   register_evaluator,
+                   settings_key,
+)
 from .complexity import ComplexityEvaluator
 from .latency import LatencyEvaluator, measure_latency
 from .latency_service import LatencyService, RunLatency

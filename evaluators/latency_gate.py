@@ -65,7 +65,7 @@ class MeasureGate:
         self.poll_s = float(poll_s)
 
     @classmethod
-    def for_device(cls, device: str, directory: str | Path | None = None, **kwargs: Any) -> "MeasureGate":
+    def for_device(cls, device: str, directory: str | Path | None = None, **kwargs: Any) -> MeasureGate:
         """The gate of ``device`` in ``directory`` (default: the system temp folder, shared machine-wide)."""
         name = re.sub(r"[^a-z0-9]+", "-", device.strip().lower()).strip("-") or "device"
         folder = Path(directory) if directory is not None else Path(tempfile.gettempdir())

@@ -44,7 +44,7 @@ class LatencyService:
         self._predictor: Any = None
 
     @classmethod
-    def from_settings(cls, lat: Any, *, cache_path: str | Path | None = None) -> "LatencyService":
+    def from_settings(cls, lat: Any, *, cache_path: str | Path | None = None) -> LatencyService:
         """From the search config's ``latency:`` section; a search builds this only when it needs latency,
         so only a search that measures latency joins the gate: others neither wait nor make anyone wait."""
         from .latency_table import LatencyTable

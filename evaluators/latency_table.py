@@ -190,7 +190,7 @@ class LatencyTable:
         return p
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str = "latency.table") -> "LatencyTable":
+    def from_dict(cls, data: Any, *, where: str = "latency.table") -> LatencyTable:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{where}: not a latency table (expected 'format: {FORMAT}', as written by "
                              f"`nas latency-table`)")
@@ -208,7 +208,7 @@ class LatencyTable:
         return table
 
     @classmethod
-    def load(cls, path: str | Path, *, where: str = "latency.table") -> "LatencyTable":
+    def load(cls, path: str | Path, *, where: str = "latency.table") -> LatencyTable:
         p = Path(path)
         if not p.is_file():
             raise ValueError(f"{where}: file {str(p)!r} does not exist (build one with `nas latency-table`)")

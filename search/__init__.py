@@ -7,9 +7,9 @@ from .errors import ConfigError
 from .results import export_run, open_run, select_best
 from .run import init_ray, run_search, search_from_config
 from .samplers import SAMPLERS, make_sampler
-from .scheduler import SCHEDULERS
-from .storage import make_storage
+from .schedulers import SCHEDULERS
 from .space_def import InvalidSample, SearchSpace
+from .storage import make_storage
 
 __all__ = [
     "SAMPLERS", "SCHEDULERS", "Config", "ConfigError", "InvalidSample", "SearchSpace", "export_run", "init_ray",

@@ -54,8 +54,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from space.complexity import count_complexity, layer_table
     from space import build_model, load_arch
+    from space.complexity import count_complexity, layer_table
 
     arch = load_arch(args.arch)
     if args.input_size:

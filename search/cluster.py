@@ -83,7 +83,7 @@ def refresh_ray_config() -> None:
         from ray._raylet import Config as RayletConfig
 
         RayletConfig.initialize("")
-    except Exception:  # noqa: BLE001 - see above
+    except Exception:
         pass
 
 
@@ -133,7 +133,7 @@ def connect(cfg: Config) -> None:
     try:
         with _stderr_to_file() as log:
             ray.init(address=address, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - ConnectionError, AuthenticationError, RuntimeError, ...
+    except Exception as exc:
         cause = exc.__cause__ or exc
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1][:300]
         hint = "; the cluster uses token auth: set RAY_AUTH_TOKEN or copy its ~/.ray/auth_token here" \
@@ -153,7 +153,7 @@ def session_dir() -> str | None:
 
         node = ray._private.worker._global_node
         return node.get_session_dir_path() if node is not None and node.head else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 

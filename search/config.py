@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import space
 from evaluators import cheap_hint, cheap_under, get_metric, metric_evaluator, objective_names, settings_key
@@ -23,7 +23,7 @@ from train.methods import MethodsConfig
 from .errors import ConfigError
 from .limits import TIE_BREAK, ConstraintsConfig, SelectConfig, given_limits, import_plugins
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
-from .scheduler import SCHEDULERS
+from .schedulers import SCHEDULERS, check_scheduler, scheduler_options
 from .storage import check_storage_url
 
 
@@ -147,7 +147,7 @@ class SpaceConfig(_Model):
         return out
 
     @model_validator(mode="after")
-    def _lengths(self) -> "SpaceConfig":
+    def _lengths(self) -> SpaceConfig:
         if len(self.base_widths) != len(self.strides):
             raise ValueError(f"base_widths has {len(self.base_widths)} entries but strides has "
                              f"{len(self.strides)}; give one width per stage")
@@ -180,18 +180,32 @@ class SearchConfig(_Model):
 
 
 class SchedulerConfig(_Model):
-    """Early stopping, a name in search/scheduler.py's ``SCHEDULERS``: ``none`` (every trial trains
-    ``proxy.epochs``) or ``mo_asha`` (search/scheduler.py:
-    multi-objective ASHA, rungs at ``grace_period·reduction_factor^k`` epochs; stopped trials are PRUNED)."""
+    """Early stopping: ``name`` is a scheduler of ``search.schedulers.SCHEDULERS`` — ``none`` (every trial
+    trains ``proxy.epochs``) or ``mo_asha`` (multi-objective ASHA, rungs at ``grace_period·reduction_factor^k``
+    epochs; stopped trials are PRUNED) — and the other keys are that scheduler's options, declared where it
+    registers (e.g. ``{name: mo_asha, grace_period: 1, reduction_factor: 3}``)."""
 
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     name: str = "none"
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(3.0, gt=1.0)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return _registered(SCHEDULERS, v)
+
+    @model_validator(mode="after")
+    def _options(self) -> SchedulerConfig:
+        try:
+            scheduler_options(self.name, self.model_extra or {})
+        except ValueError as exc:  # "KEY: problem" → the line names scheduler.KEY
+            key, _, problem = str(exc).partition(": ")
+            raise FieldError(key, problem) from None
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every option of the named scheduler, the config's values over the declared defaults."""
+        return scheduler_options(self.name, self.model_extra or {})
 
 
 class RayConfig(_Model):
@@ -376,12 +390,10 @@ def _check_devices(cfg: Config) -> None:
 
 
 def _check_scheduler(cfg: Config) -> None:
-    """``mo_asha`` needs a rung below the last epoch: ``proxy.epochs > scheduler.grace_period``."""
-    s = cfg.scheduler
-    if s.name == "mo_asha" and cfg.proxy.epochs <= s.grace_period:
-        raise ConfigError(f"scheduler.grace_period: mo_asha needs proxy.epochs > grace_period, got proxy.epochs "
-                          f"{cfg.proxy.epochs} and grace_period {s.grace_period}; lower grace_period or raise "
-                          f"proxy.epochs")
+    """The scheduler's registered check against the proxy budget (mo_asha: ``proxy.epochs > grace_period``)."""
+    problem = check_scheduler(cfg.scheduler.name, cfg.scheduler.options, max_t=cfg.proxy.epochs)
+    if problem is not None:
+        raise ConfigError(f"scheduler.{problem}")
 
 
 def _check_buildable(cfg: Config) -> None:

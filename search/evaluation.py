@@ -65,7 +65,7 @@ class ArchEvaluation:
         self.trainer = metric_evaluator(cfg.objectives[0])
         self._built: dict[str, Evaluator] | None = None
         try:
-            self.evaluators
+            _ = self.evaluators  # built here once, so a bad setting fails in the driver, before any trial
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 

@@ -81,8 +81,8 @@ def build_space_table(space: SearchSpace, problem: Problem, *, device: str, batc
                       warmup: int, repeats: int, rounds: int = 3, context: Callable = contextlib.nullcontext,
                       out: Out = print) -> Any:
     """Measure every unit the space can build at ``problem.input_size`` into a new ``LatencyTable``."""
-    from train.checks import resolve_device
     from evaluators.latency_table import LatencyTable, Unit, add_unit, machine_info, stage_units
+    from train.checks import resolve_device
 
     resolve_device(device, field="--device")
     table = LatencyTable(device=device, batch=batch, in_chans=problem.in_chans, num_classes=problem.num_classes,
@@ -104,7 +104,7 @@ def build_space_table(space: SearchSpace, problem: Problem, *, device: str, batc
         return entry["out"]
 
     res_in: set[int] = set()
-    for mult, stage in _stage_choices(space, 0):
+    for _mult, stage in _stage_choices(space, 0):
         for w in c.stem_width:
             stem = Stem(width=w, norm_act=stage.order == "post")
             if _valid(stage, w, stem):
@@ -216,10 +216,9 @@ def latency_table_command(cfg: Config, *, out_path: str | None, table_path: str 
                           warmup: int, repeats: int, rounds: int, n: int, calibrate_n: int, seed: int,
                           out: Out = print) -> int:
     """What ``nas latency-table`` does (see ``nas latency-table --help``)."""
-    from train.checks import resolve_device
-    from evaluators.latency_table import LatencyPredictor, LatencyTable
-
     from evaluators.latency_gate import MeasureGate
+    from evaluators.latency_table import LatencyPredictor, LatencyTable
+    from train.checks import resolve_device
 
     lat = cfg.latency
     table = LatencyTable.load(table_path, where="--table") if validate_only else None

@@ -2,7 +2,7 @@
 reference point, hypervolume and greedy hypervolume-contribution order.
 
 Every function takes objectives already turned into minimisation (maximised ones negated); rows are
-points, columns objectives. MO-ASHA (search/scheduler.py), ``nas compare``/``nas report`` and the
+points, columns objectives. MO-ASHA (search/schedulers/mo_asha.py), ``nas compare``/``nas report`` and the
 benches all compute these quantities here, so a front, a ranking and a hypervolume mean the same
 thing everywhere.
 """

@@ -25,7 +25,7 @@ from .config import Config, dump_config
 from .errors import ConfigError
 from .faults import fault_kind
 from .samplers import make_sampler
-from .scheduler import is_intermediate, make_scheduler
+from .schedulers import is_intermediate, make_scheduler
 from .searcher import NasOptunaSearch
 from .space_def import InvalidSample, SearchSpace
 from .storage import make_storage
@@ -178,7 +178,7 @@ def _trial_error(trial: Any) -> str:
     try:
         lines = [ln.strip() for ln in Path(trial.error_file).read_text().splitlines()[1:] if ln.strip()]
         text = lines[0][:160] if lines else "no error text"
-    except Exception:  # noqa: BLE001 - only for the message
+    except Exception:
         text = "the trial process failed"
     where = getattr(getattr(trial, "storage", None), "trial_fs_path", None)
     return f"{text} (trace: {where}/error.txt)" if where else text
@@ -199,7 +199,7 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
                study_attrs: dict[str, Any] | None = None, scheduler: Any | None = None) -> optuna.Study:
     """Run (or continue) the study ``study_name`` until it holds ``n_trials`` finished trials.
 
-    ``scheduler``: a Ray Tune TrialScheduler (e.g. search/scheduler.py's MO-ASHA) or None (FIFO)."""
+    ``scheduler``: a Ray Tune TrialScheduler (e.g. search/schedulers/mo_asha.py's MO-ASHA) or None (FIFO)."""
     from ray import tune
 
     modes = [get_metric(o).direction for o in objectives]
@@ -235,8 +235,8 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
                                     max_concurrent_trials=max_concurrent, reuse_actors=True, scheduler=scheduler,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=f"{study_name}-{int(time.time())}", storage_path=str((run_dir / "ray").resolve()),
-                                  verbose=0, callbacks=[progress]),
+        run_config=tune.RunConfig(name=f"{study_name}-{int(time.time())}",
+                                  storage_path=str((run_dir / "ray").resolve()), verbose=0, callbacks=[progress]),
     )
     tuner.fit()
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(progress.kinds.items()))
@@ -296,8 +296,8 @@ def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, sp
     study = run_search(space, evaluate, objectives=cfg.objectives, sampler=sampler,
                        storage=storage, study_name=cfg.name, n_trials=cfg.search.n_trials, run_dir=run_dir,
                        max_concurrent=cfg.search.max_concurrent, resources=resources, out=out,
-                       scheduler=make_scheduler(cfg.scheduler, objectives=cfg.objectives, modes=cfg.directions,
-                                                max_t=cfg.proxy.epochs),
+                       scheduler=make_scheduler(cfg.scheduler.name, cfg.scheduler.options, objectives=cfg.objectives,
+                                                modes=cfg.directions, max_t=cfg.proxy.epochs),
                        study_attrs={"config": cfg.model_dump(mode="json"), "input_size": data.input_size,
                                     "num_classes": data.num_classes, "in_chans": data.in_chans})
     export_run(run_dir, storage=storage, out=out)

@@ -5,7 +5,7 @@ the architecture (``arch_id``, ``arch_yaml``, set at sampling time so failed tri
 metric of the table the trial computed (params, flops, macs, latency, losses, epochs, seconds...), where
 and how it ran and, for a failed trial, its reason.
 A trial whose result carries ``trial_error`` or a non-finite objective is told as FAIL. A trial whose
-last result is a per-epoch report (a scheduler stopped it early: search/scheduler.py) is told as PRUNED,
+last result is a per-epoch report (a scheduler stopped it early: search/schedulers/) is told as PRUNED,
 never COMPLETE, with ``pruned_at_epoch`` and its values at that epoch as user attributes.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from evaluators import list_metrics
 
-from .scheduler import is_intermediate
+from .schedulers import is_intermediate
 
 RUN_ATTRS = ("eval_seconds", "batch_size", "oom_retries", "node", "threads")
 """Recorded besides the metrics: how long the pre-training evaluators took, the batch actually trained

@@ -22,7 +22,7 @@ def check_storage_url(url: str) -> Any:
     try:
         parsed = make_url(url)
         dialect = parsed.get_dialect()
-    except Exception as exc:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, ValueError (bad port)
+    except Exception as exc:
         raise ValueError(f"not a valid database URL ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     if parsed.get_backend_name() == "sqlite" and not parsed.database:
         raise ValueError("sqlite needs a file: sqlite:///path/to/study.db (an in-memory database would be lost)")

@@ -25,7 +25,7 @@ class Layers:
     attn_args: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
-    def from_stage(cls, stage: Any) -> "Layers":
+    def from_stage(cls, stage: Any) -> Layers:
         return cls(stage.norm, stage.act, stage.attention, stage.order, stage.norm_args, stage.attn_args)
 
     def norm(self, channels: int, **overrides: Any) -> nn.Module:
@@ -37,7 +37,7 @@ class Layers:
     def attn(self, channels: int) -> nn.Module:
         return ATTENTIONS.get(self.attn_name)(channels, **dict(self.attn_args))
 
-    def with_order(self, order: str) -> "Layers":
+    def with_order(self, order: str) -> Layers:
         return Layers(self.norm_name, self.act_name, self.attn_name, order, self.norm_args, self.attn_args)
 
 

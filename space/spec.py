@@ -156,10 +156,10 @@ class Arch:
         return to_yaml(self)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "Arch":
+    def from_yaml(cls, text: str) -> Arch:
         return from_yaml(text)
 
-    def replace(self, **changes: Any) -> "Arch":
+    def replace(self, **changes: Any) -> Arch:
         return replace(self, **changes)
 
 

@@ -84,7 +84,8 @@ def test_every_nas_command_line_parses():
 
 
 def test_paths_mentioned_exist():
-    paths = set(re.findall(r"\b((?:configs|bench|tests|search|space|train|evaluators|docs)/[\w./-]+\.(?:yaml|py|json))", README))
+    roots = "configs|bench|tests|search|space|train|evaluators|docs"
+    paths = set(re.findall(rf"\b((?:{roots})/[\w./-]+\.(?:yaml|py|json|md))", README))
     assert any(p.startswith("configs/") for p in paths)
     missing = sorted(p for p in paths if not (ROOT / p).exists())
     assert not missing, f"README names files that do not exist: {missing}"

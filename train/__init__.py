@@ -8,10 +8,29 @@ retrain``: timm's parts, AMP, EMA, DDP, exact resume) and :mod:`train.compress` 
 Taylor pruning, gradient redundancy, LRPET).
 """
 from .checks import check_positive_int, resolve_device
-from .data import (DATASETS, DataBundle, DataSetName, TensorLoader, TensorSplit, load_dataset, make_loaders,
-                   make_test_loader, random_crop_flip, stratified_split)
-from .engine import (Engine, NonFiniteLossError, Precision, cosine_factor, create_precision, evaluate_accuracy,
-                     make_cosine_scheduler, make_sgd, nas_param_groups)
+from .data import (
+                   DATASETS,
+                   DataBundle,
+                   DataSetName,
+                   TensorLoader,
+                   TensorSplit,
+                   load_dataset,
+                   make_loaders,
+                   make_test_loader,
+                   random_crop_flip,
+                   stratified_split,
+)
+from .engine import (
+                   Engine,
+                   NonFiniteLossError,
+                   Precision,
+                   cosine_factor,
+                   create_precision,
+                   evaluate_accuracy,
+                   make_cosine_scheduler,
+                   make_sgd,
+                   nas_param_groups,
+)
 
 __all__ = [
     "DATASETS", "DataBundle", "DataSetName", "Engine", "NonFiniteLossError", "Precision", "TensorLoader",

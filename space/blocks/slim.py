@@ -69,7 +69,8 @@ class SlimBasicBlock(BasicBlock):
 
 
 def build_slim_stage(stage: Any, in_chs: int, layers: Layers) -> nn.Sequential:
-    """``stage.depth`` :class:`SlimBasicBlock` s; block ``i``: inner width ``mids[i]``, conv ranks ``ranks[2i:2i+2]``."""
+    """``stage.depth`` :class:`SlimBasicBlock` s; block ``i``: inner width ``mids[i]``, conv ranks
+    ``ranks[2i:2i+2]``."""
     kw = stage.block_kw
     mids = tuple(kw.get("mids", ())) or (stage.width,) * stage.depth
     ranks = tuple(kw.get("ranks", ())) or (0,) * (2 * stage.depth)

@@ -92,7 +92,7 @@ class ConvNorm2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.num_features}, kernel={self.kernel}, eps={self.eps}, momentum={self.momentum}"
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         saved = state_dict.get(prefix + "running_power")
         if saved is not None and saved.shape != self.running_power.shape:
             self.running_power = torch.empty_like(saved, device=self.running_power.device)

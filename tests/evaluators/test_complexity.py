@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch.nn as nn
 
 import space
-from space.complexity import count_complexity, layer_table
 from evaluators import ComplexityEvaluator
+from space.complexity import count_complexity, layer_table
 
 
 def test_wrn_28_10_macs_match_published():

@@ -12,10 +12,20 @@ import pytest
 import torch
 
 import space
-from space.complexity import count_params
-from evaluators.latency_table import (LatencyPredictor, LatencyTable, PredictedLatencyEvaluator, Unit, arch_units,
-                                      build_unit, fit_overhead, spearman, timed, unit_key)
+from evaluators.latency_table import (
+    LatencyPredictor,
+    LatencyTable,
+    PredictedLatencyEvaluator,
+    Unit,
+    arch_units,
+    build_unit,
+    fit_overhead,
+    spearman,
+    timed,
+    unit_key,
+)
 from space import Arch, Head, Stage, Stem, build_model
+from space.complexity import count_params
 
 
 def _arch(order: str = "post", depth: int = 3) -> Arch:

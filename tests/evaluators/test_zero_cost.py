@@ -10,8 +10,20 @@ import torch
 import torch.nn as nn
 
 import evaluators.zero_cost as zc
-from evaluators.zero_cost import (fisher, grad_norm, grasp, jacob_cov, list_proxies, macs, naswot, naswot_from_codes,
-                                  params, score, snip, synflow)
+from evaluators.zero_cost import (
+    fisher,
+    grad_norm,
+    grasp,
+    jacob_cov,
+    list_proxies,
+    macs,
+    naswot,
+    naswot_from_codes,
+    params,
+    score,
+    snip,
+    synflow,
+)
 
 
 def _abs_chain(weights: list[np.ndarray]) -> float:

@@ -5,8 +5,8 @@ configured CPUs (torch threads) each."""
 from __future__ import annotations
 
 import os
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -122,7 +122,7 @@ class LocalCluster:
              "--node-ip-address", "127.0.0.1", *ports, *args],
             start_new_session=True, stdout=log, stderr=subprocess.STDOUT, env=self.env))
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         self._start("--head", "--port", str(self.port), "--include-dashboard=false", "--dashboard-port",
                     str(free_port()), "--ray-client-server-port", str(free_port()))
         deadline = time.time() + 120

@@ -16,14 +16,21 @@ import optuna
 import pytest
 import torch
 
-from train import NonFiniteLossError
 from search.config import parse_config
 from search.evaluation import ArchEvaluation
-from search.faults import (FAULT_KINDS, FaultInjector, InjectedFault, fault_kind, fault_summary, is_oom,
-                           train_with_oom_retry)
+from search.faults import (
+    FAULT_KINDS,
+    FaultInjector,
+    InjectedFault,
+    fault_kind,
+    fault_summary,
+    is_oom,
+    train_with_oom_retry,
+)
 from search.run import search_from_config
 from search.space_def import SearchSpace
 from space import Arch, Head, Stage, Stem
+from train import NonFiniteLossError
 
 SPACE = {"strides": [1, 2], "base_widths": [8, 16], "width_mult": [0.5, 1.0], "depth": [1], "order": ["pre", "post"],
          "act": ["relu", "elu"]}

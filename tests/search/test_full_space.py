@@ -133,7 +133,7 @@ def test_offers_follow_the_registries():
 
 def test_unfiltered_names_are_unchanged_and_shared_values_stay_shared():
     sp = _space(depth=[1, 2], width_mult=[0.5, 1.0], order=["pre", "post"], act=["relu", "elu"])
-    for params, arch in _draw(sp, 10):
+    for params, _arch in _draw(sp, 10):
         assert set(params) <= {"s0.depth", "s1.depth", "s2.depth", "width_mult", "order.basic", "act"}
     # group norm is impossible inside a Ghost stage after 16 channels: that stage alone draws another norm
     sp = _space(block=["ghost", "basic"], order=["post"], norm=["gn", "bn"], per_stage=["block"])

@@ -15,9 +15,9 @@ import torch.nn as nn
 
 import space
 from evaluators import latency_service
-from search.config import parse_config
 from evaluators.latency_gate import MeasureGate
 from evaluators.latency_service import LatencyService
+from search.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

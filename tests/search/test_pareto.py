@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 from optuna.study._multi_objective import _fast_non_domination_rank
 
-from search.pareto import (REFERENCE, dominates, greedy_hypervolume_order, hypervolume, non_dominated_sort, normalise,
-                           reference_point)
+from search.pareto import (
+    REFERENCE,
+    dominates,
+    greedy_hypervolume_order,
+    hypervolume,
+    non_dominated_sort,
+    normalise,
+    reference_point,
+)
 
 
 def brute_dominates(a: np.ndarray, b: np.ndarray) -> bool:

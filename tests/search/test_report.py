@@ -10,12 +10,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from space.complexity import count_params
 from search import Config, open_run
 from search.cli import main
 from search.results.report import PNGS, build_report
 from search.run import close_interrupted
 from space import build_model, from_yaml
+from space.complexity import count_params
 
 from ._tiny_run import copy_run, tiny_run
 

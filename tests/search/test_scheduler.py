@@ -21,7 +21,8 @@ from ray.tune.schedulers import TrialScheduler
 
 from search import SCHEDULERS, ConfigError, parse_config
 from search.pareto import non_dominated_sort
-from search.scheduler import MOASHAScheduler, is_intermediate, make_scheduler, rank_order, rung_milestones
+from search.schedulers import is_intermediate, make_scheduler
+from search.schedulers.mo_asha import MOASHAScheduler, rank_order, rung_milestones
 from search.searcher import NasOptunaSearch
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
@@ -158,9 +159,13 @@ def test_constructor_names_bad_arguments():
 def test_config_scheduler_section():
     cfg = parse_config({"scheduler": {"name": "mo_asha", "grace_period": 1, "reduction_factor": 2},
                         "proxy": {"epochs": 3}})
-    s = make_scheduler(cfg.scheduler, objectives=cfg.objectives, modes=cfg.directions, max_t=cfg.proxy.epochs)
+    s = make_scheduler(cfg.scheduler.name, cfg.scheduler.options, objectives=cfg.objectives, modes=cfg.directions,
+                       max_t=cfg.proxy.epochs)
     assert isinstance(s, MOASHAScheduler) and s.milestones == [1, 2] and s.signs.tolist() == [-1.0, 1.0]
-    assert make_scheduler(parse_config({}).scheduler, objectives=["val_acc"], modes=["max"], max_t=3) is None
+    assert cfg.scheduler.options == {"grace_period": 1, "reduction_factor": 2.0}
+    assert parse_config({"scheduler": {"name": "mo_asha"}}).scheduler.options == \
+        {"grace_period": 1, "reduction_factor": 3.0}  # the defaults declared where mo_asha registers
+    assert make_scheduler("none", {}, objectives=["val_acc"], modes=["max"], max_t=3) is None
 
 
 @pytest.mark.parametrize("name", SCHEDULERS.names())
@@ -169,15 +174,17 @@ def test_every_registered_scheduler_is_a_config_choice(name):
     scheduler from it, or None: Ray's FIFO, every trial to the end."""
     cfg = parse_config({"scheduler": {"name": name.upper()}, "proxy": {"epochs": 3}})
     assert cfg.scheduler.name == name
-    built = make_scheduler(cfg.scheduler, objectives=cfg.objectives, modes=cfg.directions, max_t=cfg.proxy.epochs)
+    built = make_scheduler(cfg.scheduler.name, cfg.scheduler.options, objectives=cfg.objectives,
+                           modes=cfg.directions, max_t=cfg.proxy.epochs)
     assert built is None or isinstance(built, TrialScheduler)
 
 
 @pytest.mark.parametrize("data, start", [
     ({"scheduler": {"name": "hyperband"}}, "scheduler.name: must be one of mo_asha, none; got 'hyperband'"),
     ({"scheduler": {"reduction_factor": 1}}, "scheduler.reduction_factor:"),
-    ({"scheduler": {"grace_period": 0}}, "scheduler.grace_period:"),
-    ({"scheduler": {"eta": 2}}, "scheduler.eta: unknown key"),
+    ({"scheduler": {"name": "mo_asha", "grace_period": 0}}, "scheduler.grace_period: must be >= 1"),
+    ({"scheduler": {"name": "mo_asha", "rungs": 3}}, "scheduler.rungs: not an option of scheduler 'mo_asha'"),
+    ({"scheduler": {"eta": 2}}, "scheduler.eta: not an option of scheduler 'none'"),
     ({"scheduler": {"name": "mo_asha", "grace_period": 3}, "proxy": {"epochs": 3}},
      "scheduler.grace_period: mo_asha needs proxy.epochs > grace_period"),
 ])

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 import yaml
 
-from space.complexity import count_complexity
 from space import Arch, Head, Layers, SpecError, Stage, Stem, build_model, get_preset, preset_meta
 from space.blocks.bottleneck import Bottleneck
+from space.complexity import count_complexity
 
 GOLDEN = yaml.safe_load((Path(__file__).resolve().parents[1] / "golden.yaml").read_text())
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from space.complexity import count_complexity
 from space import Arch, Layers, SpecError, Stage, Stem, build_model, get_preset
 from space.blocks.gconv import GConvBlock, GenerativeConv2d
+from space.complexity import count_complexity
 
 
 def _gconv(in_chs=8, out_chs=12, stride=1, **kw) -> GenerativeConv2d:

@@ -10,10 +10,10 @@ import torch
 import torch.nn as nn
 import yaml
 
-from space.complexity import count_complexity
 from space import Arch, Head, Layers, SpecError, Stage, Stem, build_model, build_stage, get_preset, preset_meta
-from space.blocks.ghost import GhostBottleneck, NasGhostModule
 from space.blocks.gghost import GGhostStage, gghost_split
+from space.blocks.ghost import GhostBottleneck, NasGhostModule
+from space.complexity import count_complexity
 
 GOLDEN = yaml.safe_load((Path(__file__).resolve().parents[1] / "golden.yaml").read_text())
 GHOSTNETS = {"ghostnet-0.5": "ghostnet_050", "ghostnet-1.0": "ghostnet_100", "ghostnet-1.3": "ghostnet_130"}

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from space.complexity import count_complexity
 from space import Arch, Layers, SpecError, Stage, Stem, build_model, get_preset
 from space.blocks.basic import BasicBlock
 from space.blocks.mgic import MGICBlock, MGICLevel, ResidualStep, level_widths
+from space.complexity import count_complexity
 
 
 def _params(m: nn.Module) -> int:

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from space.complexity import count_complexity
 from space import ATTENTIONS, Arch, Head, SpecError, Stage, Stem, build_model
 from space.attention.non_local import NonLocal, ScaledNonLocal
+from space.complexity import count_complexity
 
 VARIANTS = ("nl", "nl_scaled")
 

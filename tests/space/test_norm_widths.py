@@ -36,7 +36,7 @@ def test_declared_norm_widths_cover_the_built_stage(name, monkeypatch):
             stage = _stage(entry, order, width)
             seen: set[int] = set()
 
-            def norm(self, channels, **overrides):
+            def norm(self, channels, seen=seen, **overrides):
                 seen.add(channels)
                 return original(self, channels, **overrides)
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 import yaml
 
-from space.complexity import count_complexity
 from space import Arch, Layers, SpecError, Stage, Stem, build_model, build_stage, from_yaml, get_preset
 from space.blocks.bottleneck import Bottleneck
 from space.blocks.resattn import AttentionModule, SoftMaskBranch
+from space.complexity import count_complexity
 
 GOLDEN = yaml.safe_load((Path(__file__).resolve().parents[1] / "golden.yaml").read_text())
 PRE = Layers(order="pre")

@@ -9,9 +9,9 @@ import torch
 import yaml
 from timm.layers import SelectiveKernel
 
-from space.complexity import count_complexity
 from space import Arch, Layers, SpecError, Stage, Stem, build_model, get_preset
 from space.blocks.sk import SKBasic, SKBottleneck, SKConv
+from space.complexity import count_complexity
 
 GOLDEN = yaml.safe_load((Path(__file__).parents[1] / "golden.yaml").read_text())
 

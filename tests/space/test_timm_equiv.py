@@ -8,8 +8,8 @@ import pytest
 import timm
 import yaml
 
-from space.complexity import count_complexity
 from space import build_model, get_preset, preset_meta
+from space.complexity import count_complexity
 
 logging.getLogger("fvcore").setLevel(logging.ERROR)
 GOLDEN = yaml.safe_load((Path(__file__).resolve().parents[1] / "golden.yaml").read_text())

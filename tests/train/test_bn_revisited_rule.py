@@ -10,12 +10,20 @@ import pytest
 import torch
 import torch.nn as nn
 
-from train import Engine, make_sgd
-from train.retrain import (DistInfo, RetrainConfig, RetrainContext, create_optimizer, create_precision,
-                            create_scheduler, param_groups, train_epoch)
 from space import build_model
 from space.norms.bn_revisited import RevisitedBatchNorm2d
 from space.presets import wrn
+from train import Engine, make_sgd
+from train.retrain import (
+    DistInfo,
+    RetrainConfig,
+    RetrainContext,
+    create_optimizer,
+    create_precision,
+    create_scheduler,
+    param_groups,
+    train_epoch,
+)
 
 LR, MOMENTUM, WD = 0.1, 0.9, 5e-4
 

@@ -6,7 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
-from train import (TensorLoader, TensorSplit, load_dataset, make_loaders, make_test_loader, random_crop_flip, stratified_split)
+from train import (
+    TensorLoader,
+    TensorSplit,
+    load_dataset,
+    make_loaders,
+    make_test_loader,
+    random_crop_flip,
+    stratified_split,
+)
 
 
 def test_digits_sizes_and_fixed_stratified_test_split(digits):

@@ -23,8 +23,8 @@ import sys
 import pytest
 import torch
 
-from train.retrain import RetrainConfig, retrain
 from space import Arch, Head, Stage, Stem
+from train.retrain import RetrainConfig, retrain
 
 
 def gn_arch() -> Arch:

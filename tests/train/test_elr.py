@@ -12,11 +12,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from space import build_model
+from space.presets import wrn
 from train import make_sgd
 from train.methods import ElrTracker, FixedElr, MethodRunner, MethodsConfig, find_scale_invariant, si_param_groups_fn
 from train.retrain.methods import ElrCallback
-from space import build_model
-from space.presets import wrn
 
 X = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 

@@ -10,8 +10,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import space
-from train import (Engine, NonFiniteLossError, cosine_factor, create_precision, evaluate_accuracy,
-                   make_cosine_scheduler, make_loaders, make_sgd)
+from train import (
+    Engine,
+    NonFiniteLossError,
+    cosine_factor,
+    create_precision,
+    evaluate_accuracy,
+    make_cosine_scheduler,
+    make_loaders,
+    make_sgd,
+)
 
 
 def test_loss_decreases_on_digits(digits, one_thread):

@@ -11,11 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from space import build_model
+from space.presets import wrn
 from train import load_dataset, make_loaders
 from train.methods import gradinit, inner_optimizer_for
 from train.retrain.methods import GradInitCallback
-from space import build_model
-from space.presets import wrn
 
 
 @pytest.fixture(scope="module")

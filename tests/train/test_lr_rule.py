@@ -10,8 +10,8 @@ from timm.optim import list_optimizers
 
 import train.methods.lr_rule as lr_rule_module
 from train.methods import MethodRunner, MethodsConfig, optimizer_family, scale_lr
-from train.retrain.methods import LrRuleCallback
 from train.retrain import RetrainConfig
+from train.retrain.methods import LrRuleCallback
 
 
 @pytest.mark.parametrize("batch", [32, 64, 128, 512, 1000])

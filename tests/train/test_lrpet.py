@@ -5,10 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from space.complexity import count_complexity
-from train.compress import (LrpetCallback, analyse, export_lowrank, lowrank_cost, lrpet_project, plan_ranks,
-                             project_weight, ranks_for_target)
 from space import ORDERS, Arch, Stage, Stem, build_model, from_yaml
+from space.complexity import count_complexity
+from train.compress import (
+    LrpetCallback,
+    analyse,
+    export_lowrank,
+    lowrank_cost,
+    lrpet_project,
+    plan_ranks,
+    project_weight,
+    ranks_for_target,
+)
 
 
 def _model(order: str) -> torch.nn.Module:

@@ -17,17 +17,17 @@ import pytest
 import torch
 import torch.nn as nn
 
-from train import load_dataset
 from evaluators import AccuracyEvaluator
-from train.methods import MethodsConfig as ProxyMethods
 from search.config import ConfigError, parse_config
 from search.evaluation import ArchEvaluation
-from train.methods import MethodsConfig
-from train.retrain.methods import method_callbacks
-from train.retrain import Callback, RetrainConfig, param_groups, retrain
-from train.retrain.parts import merge_claims
 from space import Head, build_model
 from space.presets import wrn
+from train import load_dataset
+from train.methods import MethodsConfig
+from train.methods import MethodsConfig as ProxyMethods
+from train.retrain import Callback, RetrainConfig, param_groups, retrain
+from train.retrain.methods import method_callbacks
+from train.retrain.parts import merge_claims
 
 ARCH = wrn(10, 0.5, input_size=8)
 TIMING = {"seconds", "images_per_s", "gradinit_seconds"}

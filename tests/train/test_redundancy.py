@@ -7,10 +7,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from space.complexity import count_complexity
-from train.compress import (GradientRedundancy, TaylorPruner, allocate, analyse, energy_rank, group_redundancy,
-                             redundancy_widths)
 from space import Arch, Stage, Stem, build_model
+from space.complexity import count_complexity
+from train.compress import (
+    GradientRedundancy,
+    TaylorPruner,
+    allocate,
+    analyse,
+    energy_rank,
+    group_redundancy,
+    redundancy_widths,
+)
 
 
 class _TwoHeads(nn.Module):

@@ -11,10 +11,17 @@ import pytest
 import timm
 import torch
 
-from train import NonFiniteLossError, TensorLoader, load_dataset
-from train.retrain import (Callback, RetrainConfig, ShardedTensorLoader, create_optimizer, create_scheduler,
-                            param_groups, retrain)
 from space import Arch, Head, Stage, Stem, build_model, get_preset
+from train import NonFiniteLossError, TensorLoader, load_dataset
+from train.retrain import (
+    Callback,
+    RetrainConfig,
+    ShardedTensorLoader,
+    create_optimizer,
+    create_scheduler,
+    param_groups,
+    retrain,
+)
 
 TIMING_KEYS = {"seconds", "images_per_s"}
 

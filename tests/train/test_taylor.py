@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from space.complexity import count_complexity
 from search.cli import main
-from train.compress import TaylorPruner, analyse, apply_pruning, load_weights, taylor_scores
 from space import ORDERS, Arch, Stage, Stem, build_model, from_yaml
+from space.complexity import count_complexity
+from train.compress import TaylorPruner, analyse, apply_pruning, load_weights, taylor_scores
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -55,7 +55,7 @@ class CompressConfig(ConfigModel):
         return v
 
     @model_validator(mode="after")
-    def _one_target(self) -> "CompressConfig":
+    def _one_target(self) -> CompressConfig:
         given = [n for n in TARGETS if getattr(self, n) is not None]
         allowed = TARGETS if self.method == "lrpet" else TARGETS[:2]
         if len(given) != 1 or given[0] not in allowed:

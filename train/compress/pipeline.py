@@ -26,8 +26,8 @@ import copy
 import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 from itertools import islice
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch

@@ -59,7 +59,7 @@ class MethodsConfig(ConfigModel):
                                                              "initial norm)")
 
     @model_validator(mode="after")
-    def _radius_only_when_fixed(self) -> "MethodsConfig":
+    def _radius_only_when_fixed(self) -> MethodsConfig:
         if self.elr_radius is not None and self.elr != "fixed":
             raise FieldError("elr_radius", f"only used with elr: fixed, got elr {self.elr!r}")
         return self

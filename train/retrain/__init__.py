@@ -17,8 +17,8 @@ from .methods import ElrCallback, GradInitCallback, LrRuleCallback, method_callb
 from .parts import create_loss, create_optimizer, create_precision, create_scheduler, param_groups
 
 __all__ = [
-    "CHECKPOINT", "Callback", "ElrCallback", "GradInitCallback", "LrRuleCallback", "method_callbacks", "DistInfo", "RetrainConfig", "RetrainContext", "ShardedTensorLoader", "create_loss",
-    "create_optimizer", "create_precision", "create_scheduler", "init_distributed", "launch",
-    "load_checkpoint", "make_eval_loader", "make_train_loader", "param_groups", "retrain", "rng_state",
-    "set_rng_state", "train_epoch",
+    "CHECKPOINT", "Callback", "DistInfo", "ElrCallback", "GradInitCallback", "LrRuleCallback", "RetrainConfig",
+    "RetrainContext", "ShardedTensorLoader", "create_loss", "create_optimizer", "create_precision",
+    "create_scheduler", "init_distributed", "launch", "load_checkpoint", "make_eval_loader", "make_train_loader",
+    "method_callbacks", "param_groups", "retrain", "rng_state", "set_rng_state", "train_epoch",
 ]

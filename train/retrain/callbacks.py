@@ -27,8 +27,8 @@ import torch
 import torch.nn as nn
 
 if TYPE_CHECKING:
-    from train import DataBundle
     from space import Arch
+    from train import DataBundle
 
     from .config import RetrainConfig
     from .distributed import DistInfo
@@ -41,16 +41,16 @@ class RetrainContext:
     ``train_model`` what the training forward runs through (``DistributedDataParallel`` and/or
     ``torch.compile`` around ``model``). ``epoch`` counts completed epochs."""
 
-    cfg: "RetrainConfig"
-    arch: "Arch"
-    data: "DataBundle"
-    info: "DistInfo"
+    cfg: RetrainConfig
+    arch: Arch
+    data: DataBundle
+    info: DistInfo
     model: nn.Module
     train_model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
     train_loader: Any
-    precision: "Precision"
+    precision: Precision
     out_dir: Path
     out: Callable[[str], None]
     ema: nn.Module | None = None
@@ -63,7 +63,7 @@ class RetrainContext:
 class Callback:
     """A training method's hooks into retrain; each default does nothing (see module doc)."""
 
-    def configure(self, cfg: "RetrainConfig", *, world_size: int) -> "RetrainConfig":
+    def configure(self, cfg: RetrainConfig, *, world_size: int) -> RetrainConfig:
         return cfg
 
     def param_claims(self, model: nn.Module, example: torch.Tensor) -> list[dict[str, Any]]:

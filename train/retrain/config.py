@@ -87,7 +87,7 @@ class RetrainConfig(ConfigModel):
         return v
 
     @model_validator(mode="after")
-    def _together(self) -> "RetrainConfig":
+    def _together(self) -> RetrainConfig:
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
             raise FieldError("warmup_epochs", f"must be smaller than epochs ({self.epochs}), got {self.warmup_epochs}")
         if self.uses_mixup and self.batch_size % 2:

@@ -51,7 +51,7 @@ def init_distributed(device: str) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(0, 1, 0, dev)
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     if dev.type == "cuda":
         if local >= torch.cuda.device_count():
             raise ValueError(f"device: local rank {local} has no GPU ({torch.cuda.device_count()} visible); "

@@ -27,7 +27,7 @@ class StepProgress:
         self._bar: Any = None
         self._task: Any = None
 
-    def __enter__(self) -> "StepProgress":
+    def __enter__(self) -> StepProgress:
         if self.enabled and self.tty:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

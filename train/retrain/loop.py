@@ -58,8 +58,9 @@ def retrain(arch: Arch, cfg: RetrainConfig, *, out_dir: Path, resume: bool = Fal
 
 def _run(arch: Arch, cfg: RetrainConfig, info: DistInfo, *, out_dir: Path, resume: bool, out: Callable[[str], None],
          callbacks: list[Callback]) -> dict[str, Any]:
-    from train import load_dataset
     from timm.utils import distribute_bn
+
+    from train import load_dataset
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -2,14 +2,14 @@
 pure torch in :mod:`train.methods`; proxy training calls them through ``MethodRunner``).
 
 - Retrain hook for the batch-size learning-rate rule (Granziol et al., JMLR 2022; :mod:`train.methods.lr_rule`).
-  
+
   :class:`LrRuleCallback` rewrites ``cfg.lr`` in ``configure``, before anything is built: the configured
   lr is the one tuned at ``base_batch``; the run's global batch is ``cfg.batch_size × world_size``.
   Only the peak lr moves (``warmup_lr`` and ``min_lr`` are absolute values, as in timm). A resumed run
   applies the same rule to the same settings, so its lr matches the checkpoint's.
 
 - Retrain hook for GradInit (Zhu et al., NeurIPS 2021; :mod:`train.methods.gradinit`).
-  
+
   :class:`GradInitCallback` runs GradInit in ``on_start`` of a fresh run (a resumed run already holds
   the rescaled weights in its checkpoint), on the bare model with batches of the training loader, with
   η = the run's lr (after any batch-size rule) and A from ``cfg.opt`` (SGD family → SGD step,
@@ -19,12 +19,12 @@ pure torch in :mod:`train.methods`; proxy training calls them through ``MethodRu
 
 - Retrain hook for the effective learning rate of scale-invariant weights (Kodryan et al., NeurIPS 2022;
   :mod:`train.methods.elr`).
-  
+
   :class:`ElrCallback` finds the scale-invariant (SI) conv weights in ``on_start`` (after GradInit,
   when both are on: list order), adds ``elr``, ``si_norm`` and per-layer ``elr/<param>`` to every
   epoch's metrics row, and in ``fixed`` mode projects the SI weights back onto their sphere after
   every optimizer step. The radius is kept in the checkpoint, so a resumed run keeps the same sphere.
-  
+
   Fixed mode needs the SI weights in optimizer groups without weight decay, as in the paper. The
   groups are built before callbacks start, so they come from :meth:`ElrCallback.param_claims` —
   claimed groups in ``nas_param_groups()`` form that the optimizer builder must merge — and

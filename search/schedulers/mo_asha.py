@@ -22,38 +22,22 @@ front and prefers the points that widen it most.
 No rung sits at ``max_t``: a trial that has paid for all its epochs is never stopped (its final
 report is the real result). The trainable must report ``epoch`` (= epochs completed) after every
 epoch and a final result without it (search/run.py ``_trainable`` + ArchEvaluation do); see
-:func:`is_intermediate`.
+:func:`search.schedulers.is_intermediate`.
 
-``SCHEDULERS`` holds what ``scheduler.name`` may say (``none``, ``mo_asha``); :func:`make_scheduler` builds it.
 """
 from __future__ import annotations
 
 import math
 import pickle
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from space.registry import Registry
+from space.registry import OptionSpec
 
-from .pareto import greedy_hypervolume_order, non_dominated_sort, normalise, reference_point
-
-if TYPE_CHECKING:
-    from .config import SchedulerConfig
-
-TIME_ATTR = "epoch"
-
-
-def is_intermediate(result: dict[str, Any]) -> bool:
-    """True for a per-epoch report (it carries ``epoch``), False for a trial's final report.
-
-    Ray sets ``done: True`` on the last result of *every* finished trial, including one a scheduler
-    stopped, so ``done`` cannot tell them apart; the presence of ``epoch`` can: ArchEvaluation's final
-    metrics (and a cached trial's report) never carry it. A trial whose last result is intermediate
-    and carries no ``trial_error`` was stopped early.
-    """
-    return TIME_ATTR in result and "trial_error" not in result
+from ..pareto import greedy_hypervolume_order, non_dominated_sort, normalise, reference_point
+from . import SCHEDULERS, TIME_ATTR, is_intermediate
 
 
 def rank_order(losses: np.ndarray, limit: int | None = None) -> np.ndarray:
@@ -172,27 +156,21 @@ class MOASHAScheduler(FIFOScheduler):
             self.__dict__.update(pickle.load(f))
 
 
-def _run_to_the_end(cfg: "SchedulerConfig", *, objectives: Sequence[str], modes: Sequence[str],
-                    max_t: int) -> None:
-    """Every trial trains all its epochs (Ray Tune's default FIFO order)."""
+def _mo_asha(options: dict[str, Any], *, objectives: Sequence[str], modes: Sequence[str],
+             max_t: int) -> MOASHAScheduler:
+    return MOASHAScheduler(objectives=objectives, modes=modes, max_t=max_t, grace_period=options["grace_period"],
+                           reduction_factor=options["reduction_factor"])
+
+
+def _needs_a_rung(options: dict[str, Any], *, max_t: int) -> str | None:
+    if max_t <= options["grace_period"]:
+        return (f"grace_period: mo_asha needs proxy.epochs > grace_period, got proxy.epochs {max_t} and "
+                f"grace_period {options['grace_period']}; lower grace_period or raise proxy.epochs")
     return None
 
 
-def _mo_asha(cfg: "SchedulerConfig", *, objectives: Sequence[str], modes: Sequence[str],
-             max_t: int) -> MOASHAScheduler:
-    """Multi-objective ASHA (Schmucker et al. 2021), rungs at ``grace_period·reduction_factor^k`` epochs."""
-    return MOASHAScheduler(objectives=objectives, modes=modes, max_t=max_t, grace_period=cfg.grace_period,
-                           reduction_factor=cfg.reduction_factor)
-
-
-SchedulerFactory = Callable[..., TrialScheduler | None]
-SCHEDULERS: Registry[SchedulerFactory] = Registry("scheduler")
-"""``scheduler.name`` → factory ``(cfg, *, objectives, modes, max_t)`` of a Ray Tune scheduler (None: FIFO)."""
-SCHEDULERS.register("none", _run_to_the_end)
-SCHEDULERS.register("mo_asha", _mo_asha)
-
-
-def make_scheduler(cfg: "SchedulerConfig", *, objectives: Sequence[str], modes: Sequence[str],
-                   max_t: int) -> TrialScheduler | None:
-    """The Ray Tune scheduler of the config's ``scheduler`` section; None for ``none`` (run to the end)."""
-    return SCHEDULERS.get(cfg.name)(cfg, objectives=objectives, modes=modes, max_t=max_t)
+SCHEDULERS.register("mo_asha", _mo_asha, options={
+    "grace_period": OptionSpec(int, 1, "epochs before the first rung (r_min)", lambda v: v >= 1, ">= 1"),
+    "reduction_factor": OptionSpec(float, 3.0, "η: the best 1/η of a rung continue", lambda v: v > 1, "> 1")},
+    check=_needs_a_rung,
+    doc="Multi-objective ASHA (Schmucker et al. 2021), rungs at grace_period·reduction_factor^k epochs")
