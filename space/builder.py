@@ -35,6 +35,8 @@ class NasNet(nn.Module):
         stem: list[nn.Module] = [conv2d(in_chans, arch.stem.width, arch.stem.kernel, arch.stem.stride)]
         if arch.stem.norm_act:
             stem += [first.norm(arch.stem.width), first.act()]
+        elif arch.stem.act:
+            stem.append(first.act())
         if arch.stem.pool:
             stem.append(nn.MaxPool2d(3, 2, 1))
         self.stem = nn.Sequential(*stem)

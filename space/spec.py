@@ -75,7 +75,8 @@ def _check_options(entry: Entry, args: Args, where: str) -> Args:
 class Stem:
     """Input stem: a k×k conv (stride s) to ``width`` channels, optionally norm+act and a 3×3/2 max-pool.
 
-    The stem's norm and activation are the first stage's (``norm_act``); WRN uses a bare conv.
+    The stem's norm and activation are the first stage's (``norm_act``); WRN uses a bare conv; ``act``
+    (with ``norm_act`` false) is conv→act without a norm, Cho et al.'s whitening ResNet stem.
     """
 
     width: int = 16
@@ -83,6 +84,7 @@ class Stem:
     stride: int = 1
     norm_act: bool = False
     pool: bool = False
+    act: bool = field(default=False, metadata={"omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -175,9 +177,11 @@ def validate(arch: Arch) -> None:
     _check_int(arch.stem.stride, "stem.stride")
     if arch.stem.kernel % 2 == 0:
         raise SpecError("stem.kernel", f"must be odd, got {arch.stem.kernel}")
-    for name in ("norm_act", "pool"):
+    for name in ("norm_act", "pool", "act"):
         if not isinstance(getattr(arch.stem, name), bool):
             raise SpecError(f"stem.{name}", f"must be true or false, got {getattr(arch.stem, name)!r}")
+    if arch.stem.act and arch.stem.norm_act:
+        raise SpecError("stem.act", "must be false when norm_act is true (norm_act already activates)")
     if not isinstance(arch.stages, tuple) or not arch.stages:
         raise SpecError("stages", "must be a non-empty list of stages")
     prev = arch.stem.width
@@ -268,6 +272,8 @@ def to_dict(arch: Arch) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(o):
             val = getattr(o, f.name)
+            if f.metadata.get("omit_default") and val == f.default:  # a newer field: old ids stay valid
+                continue
             if f.name.endswith("_args"):
                 val = {k: conv(v) for k, v in val}
             out[f.name] = conv(val) if not isinstance(val, dict) else val

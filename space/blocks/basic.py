@@ -5,9 +5,18 @@
   the *pre-activated* input when the shape changes.
 - ``post`` — the original ResNet basic block: conv-BN-ReLU → conv-BN, add, ReLU; 1×1 conv+BN
   projection when the shape changes.
-- ``white_conv`` — Cho et al.'s "norm→conv→act" unit with the normaliser (a whitening) right
-  before each conv: act(conv1(N1(x))) → [dropout] → conv2(N2(·)), add, act. The projection
-  shortcut reads the normalised input N1(x), so every conv is preceded by a whitening.
+- ``white_conv`` — the "ours" ResNet unit of Cho et al. (ICCV 2021, "Improving Generalization of Batch
+  Whitening by Convolutional Unit Optimization"; their released models/resnet.py): the normaliser (a
+  whitening) right before each conv, act(conv1(N1(x))) → N2 → [dropout] → conv2, add, act. Dropout
+  sits between the whitening and the conv, as in their WRN, so the whitened statistics are the same in
+  train and eval. The projection shortcut reads N1(x); Cho et al.'s ResNet gives the projection a norm
+  of its own (same input, separate running statistics and affine), here it shares N1 (a reading that
+  keeps one whitening per tensor).
+
+  Cho et al.'s WRN unit (their models/wrn.py) is written act → N1 → conv1 → act → N2 → [dropout] → conv2,
+  added to x; its ReLU is in place, so x itself is activated before the addition and the network they
+  ran is this block's chain with a conv→act stem (``Stem(act=True)``, as their ResNet) and act → N →
+  pool at the end (this block's act2, then the head's whitening).
 
 Attention (SE etc.) gates the residual branch before the addition.
 """
@@ -52,7 +61,7 @@ class BasicBlock(nn.Module):
         # white_conv
         xw = self.norm1(x)
         y = self.act1(self.conv1(xw))
-        y = self.conv2(self.norm2(self.drop(y)))
+        y = self.conv2(self.drop(self.norm2(y)))
         sc = x if self.shortcut is None else self.shortcut(xw)
         return self.act2(self.attn(y) + sc)
 

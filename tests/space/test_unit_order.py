@@ -9,8 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from space import Arch, Head, Layers, Stage, Stem, build_model, conv_unit
+from space.errors import SpecError
 from space.blocks.basic import BasicBlock
 from space.norms.iternorm import IterNorm
 
@@ -150,3 +152,91 @@ def test_head_norm_for_other_orders(order, expect):
     assert isinstance(model.final_norm, expect)
     if order == "pre":  # WRN: BN-ReLU before pooling
         assert [_kind(m) for m in model.final_norm] == ["norm", "act"]
+
+
+# --------------------------------------------------------------------------- dropout and Cho et al.'s units
+
+
+class DropRecorder(Recorder):
+    """A :class:`Recorder` that also records dropout calls (kind ``drop``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Dropout):
+                self.handles.append(module.register_forward_hook(self._hook(name, "drop")))
+
+
+@pytest.mark.parametrize("order, names", [
+    ("post", ["conv1", "norm1", "act1", "drop", "conv2", "norm2", "act2"]),
+    ("pre", ["norm1", "act1", "conv1", "norm2", "act2", "drop", "conv2"]),
+    ("white_conv", ["norm1", "conv1", "act1", "norm2", "drop", "conv2", "act2"]),  # Cho: whitening → dropout → conv
+])
+def test_basic_block_dropout_position(order, names):
+    block = BasicBlock(16, 16, 1, layers=Layers(act_name="elu", order=order), dropout=0.3)
+    rec = DropRecorder(block)
+    block.train()(torch.randn(2, 16, 8, 8))
+    assert rec.names == names
+    assert rec.input_of("conv2") is rec.output_of("drop")
+
+
+def test_white_conv_whitened_statistics_agree_in_train_and_eval():
+    """Dropout after the whitening: the tensor the whitening normalises is the same in train and eval,
+    so its eval output (running statistics) has the train output's per-channel variance."""
+    torch.manual_seed(0)
+    block = BasicBlock(16, 16, 1, layers=Layers(order="white_conv", norm_args=(("momentum", 1.0),)), dropout=0.5)
+    x = torch.randn(64, 16, 8, 8)
+    seen: dict[str, torch.Tensor] = {}
+    block.norm2.register_forward_hook(lambda m, i, o: seen.__setitem__("out", o.detach()))
+    block.train()(x)
+    train_var = seen["out"].var(dim=(0, 2, 3)).mean()
+    block.eval()(x)
+    eval_var = seen["out"].var(dim=(0, 2, 3)).mean()
+    assert abs(train_var.item() - 1.0) < 0.05 and abs(eval_var.item() - train_var.item()) < 0.05
+
+
+def _cho_wrn_ours(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Cho et al.'s WRN forward, unit "ours", as their models/wrn.py writes it (with its in-place ReLU), reading
+    the weights of ``model``: bare stem conv; per unit relu_(x) → N1 → conv1 → relu → N2 → [dropout] → conv2,
+    added to x (or to a 1×1 conv of N1(relu(x))); relu_ → N → pool → fc at the end."""
+    out = F.conv2d(x, model.stem[0].weight, padding=1)
+    for stage in model.stages:
+        for unit in stage:
+            if unit.shortcut is None:
+                h = unit.conv1(unit.norm1(F.relu(out, inplace=True)))  # in place: ``out`` is activated too
+            else:
+                out = unit.norm1(F.relu(out, inplace=True))
+                h = unit.conv1(out)
+            h = unit.conv2(unit.drop(unit.norm2(F.relu(h))))
+            out = (out if unit.shortcut is None else unit.shortcut(out)) + h
+    out = model.final_norm(F.relu(out, inplace=True))
+    return model.classifier(out.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("norm", ["bn", "iternorm"])
+def test_white_conv_with_stem_act_is_cho_wrn(norm):
+    """Cho et al.'s WRN as it runs equals ``white_conv`` basic blocks after a conv→act stem."""
+    torch.manual_seed(0)
+    stages = (Stage("basic", 2, 32, order="white_conv", norm=norm), Stage("basic", 1, 64, 2, order="white_conv",
+                                                                         norm=norm))
+    model = build_model(Arch(stem=Stem(width=16, act=True), stages=stages, input_size=16), num_classes=5).train()
+    x = torch.randn(8, 3, 16, 16)
+    ours = model(x)
+    assert torch.allclose(_cho_wrn_ours(model, x), ours, atol=1e-5)
+
+
+def test_stem_act_is_conv_then_act():
+    res = (Stage("basic", 1, 16, order="white_conv", norm="iternorm"),)
+    model = build_model(Arch(stem=Stem(width=16, act=True), stages=res, input_size=16), num_classes=5)
+    assert [_kind(m) for m in model.stem] == ["conv", "act"]  # Cho et al.'s ResNet: conv → ReLU, no norm
+
+
+def test_stem_act_keeps_existing_ids_and_round_trips():
+    arch = Arch(stem=Stem(width=16, norm_act=True), input_size=16,
+                stages=(Stage("basic", 2, 16, order="white_conv", norm="iternorm"),))
+    assert "  act:" not in arch.to_yaml().split("stages:")[0]
+    assert arch.arch_id == "149db15cd3f9"  # the id this spec had before the stem had an ``act`` field
+    with_act = arch.replace(stem=Stem(width=16, act=True))
+    assert Arch.from_yaml(with_act.to_yaml()) == with_act and with_act.arch_id != arch.arch_id
+    with pytest.raises(SpecError, match="stem.act"):
+        arch.replace(stem=Stem(width=16, norm_act=True, act=True))
