@@ -1,74 +1,62 @@
-"""Group normalisation with batch statistics ("gn_batch").
+"""GN improved with batch statistics ("gn_batch"; Gunawan, Yin & Zhang, "Understanding and Improving Group
+Normalization", arXiv 2207.01972, 2022).
 
-Seed paper: Gunawan, Yin & Zhang, "Understanding and Improving Group Normalization" (arXiv
-2207.01972, 2022), which proposes a normaliser "built on top of GN by incorporating the advantages
-of BN". Its exact formula could not be read here (only the abstract was reachable), so this is a
-documented reading that follows the same idea as Batch Group Normalization (Zhou et al., arXiv
-2012.02782, 2020):
+The layer the authors released as their proposal (agusgun/CS-570-Project, ``GNPlusSequentialGNFirst``,
+the "NewGN" of their analysis notebooks): group-normalise, then batch-normalise the GN output, and mix
+the two with a learned weight λ = sigmoid(p):
 
-    training:  μ_g, σ²_g over (N, C/G, H, W) — the group's channels pooled over the whole batch,
-               x̂ = (x − μ_g)/√(σ²_g + ε),  y = γ ⊙ x̂ + β (per channel);
-    eval:      running μ_g, σ²_g (exponential averages, ``momentum``; unbiased variance as BN).
+    z = GN(x)                                 (per sample, groups of C/G channels, no affine)
+    y = γ ⊙ (λ·z + (1 − λ)·BN(z)) + β,         λ = sigmoid(p), p initialised to 1 (λ ≈ 0.73)
 
-With batch size 1 the training-mode output equals GN's; with G = C it is BN. Groups follow GN's
-rule G = min(``groups``, C) (see :mod:`space.norms.gn`).
+Read, not taken from the paper text (only its abstract was reachable): (1) the authors' code computes
+BN(z)'s mean and standard deviation over the batch only, per channel *and position*, and uses batch
+statistics in eval too; here BN(z) is standard batch normalisation (per channel over N, H, W, running
+statistics in eval, ``momentum``), so eval does not depend on the batch and a batch of one is defined;
+(2) their code divides by σ + ε with the unbiased σ; here both standardisations use √(σ² + ε) with the
+biased σ² (as GN and BN). Groups follow GN's rule G = min(``groups``, C) (see :mod:`space.norms.gn`).
+The method of Zhou et al. 2020 this choice used to implement is ``bgn``.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..registry import OptionSpec, register_norm
 from .gn import effective_groups, group_check
 
 
-class BatchGroupNorm2d(nn.Module):
-    """Group-wise normalisation with statistics over (N, C/G, H, W) in training and running ones in eval."""
+class GNPlus2d(nn.Module):
+    """γ ⊙ (λ·GN(x) + (1 − λ)·BN(GN(x))) + β with a learned λ = sigmoid(p)."""
 
     def __init__(self, num_features: int, *, groups: int = 32, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
         self.num_features = num_features
         self.groups = effective_groups(num_features, groups, "gn_batch")
-        self.eps, self.momentum = eps, momentum
+        self.eps = eps
+        self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
+        self.mix = nn.Parameter(torch.ones(1))  # λ = sigmoid(mix), the authors' initial value 1
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(self.groups))
-        self.register_buffer("running_var", torch.ones(self.groups))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, groups={self.groups}, eps={self.eps}, momentum={self.momentum}"
+        return f"{self.num_features}, groups={self.groups}, eps={self.eps}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.num_features:
-            raise ValueError(f"expected (N, {self.num_features}, H, W), got {tuple(x.shape)}")
-        n, c, h, w = x.shape
-        xg = x.reshape(n, self.groups, c // self.groups, h, w)
-        if self.training:
-            mean = xg.mean(dim=(0, 2, 3, 4))
-            var = xg.var(dim=(0, 2, 3, 4), unbiased=False)
-            with torch.no_grad():
-                count = xg.numel() // self.groups
-                unbiased = var.detach() * (count / max(count - 1, 1))
-                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())
-                self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased)
-                self.num_batches_tracked.add_(1)
-        else:
-            mean, var = self.running_mean, self.running_var
-        shape = (1, self.groups, 1, 1, 1)
-        xhat = (xg - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return xhat.reshape(n, c, h, w) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        z = F.group_norm(x, self.groups, eps=self.eps)
+        lam = torch.sigmoid(self.mix)
+        y = lam * z + (1 - lam) * self.bn(z)
+        return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
 def _gn_batch(num_features: int, *, groups: int = 32, eps: float = 1e-5, momentum: float = 0.1) -> nn.Module:
-    """Group normalisation with batch statistics: per-group mean/var over (N, C/G, H, W); running stats in eval."""
-    return BatchGroupNorm2d(num_features, groups=groups, eps=eps, momentum=momentum)
+    """GN then BN of its output, mixed by a learned sigmoid weight (Gunawan et al. 2022)."""
+    return GNPlus2d(num_features, groups=groups, eps=eps, momentum=momentum)
 
 
 register_norm("gn_batch", _gn_batch, options={
     "groups": OptionSpec(int, 32, "number of groups G (min(G, C) is used)", lambda v: v >= 1, ">= 1"),
     "eps": OptionSpec(float, 1e-5, "variance epsilon", lambda v: v > 0, "> 0"),
-    "momentum": OptionSpec(float, 0.1, "running-stat momentum", lambda v: 0 < v <= 1, "in (0, 1]")},
+    "momentum": OptionSpec(float, 0.1, "running-stat momentum of the BN part", lambda v: 0 < v <= 1, "in (0, 1]")},
     check=group_check("gn_batch", 32),
-    doc="GN improved with batch statistics (Gunawan et al. 2022; read as Batch Group Norm): "
-        "group statistics pooled over the batch")
+    doc="GN improved with batch statistics (Gunawan et al. 2022): λ·GN(x) + (1−λ)·BN(GN(x)), λ = sigmoid(p) learned")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import doctest
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,8 @@ import torch.nn.functional as F
 from space import NORMS, Arch, Head, SpecError, Stage, Stem, build_model
 from space.norms import bn_revisited as bn_revisited_module
 from space.norms.bn_revisited import RevisitedBatchNorm2d, bn_revisited_param_groups
-from space.norms.gn_batch import BatchGroupNorm2d
+from space.norms.bgn import BatchGroupNorm2d
+from space.norms.gn_batch import GNPlus2d
 from space.norms.ift import InvarianceFeatureTransform, local_standardize
 
 
@@ -30,7 +32,7 @@ def _corr_offdiag(y: torch.Tensor) -> float:
 
 
 def test_registered():
-    for name in ("bn_revisited", "gn", "gn_batch", "iternorm", "convnorm", "ift"):
+    for name in ("bn_revisited", "gn", "gn_batch", "bgn", "iternorm", "convnorm", "ift"):
         assert name in NORMS
 
 
@@ -105,7 +107,7 @@ def test_gn_uses_min_groups_rule_and_matches_group_norm():
     assert grouped.mean(-1).abs().max() < 1e-5 and (grouped.var(-1, unbiased=False) - 1).abs().max() < 1e-3
 
 
-@pytest.mark.parametrize("norm", ["gn", "gn_batch"])
+@pytest.mark.parametrize("norm", ["gn", "gn_batch", "bgn"])
 def test_group_norms_reject_indivisible_width(norm):
     with pytest.raises(SpecError, match=f"{norm}: width 48 not divisible by groups 32"):
         _arch(norm, width=48)
@@ -115,10 +117,10 @@ def test_group_norms_reject_indivisible_width(norm):
         NORMS.get(norm)(48)  # widths the stage check cannot see (stem, previous stage) fail at build
 
 
-# --------------------------------------------------------------------------- GN with batch statistics
+# --------------------------------------------------------------------------- Batch Group Normalization
 
 
-def test_gn_batch_train_statistics_are_per_group_over_the_batch():
+def test_bgn_train_statistics_are_per_group_over_the_batch():
     norm = BatchGroupNorm2d(32, groups=4)
     x = torch.randn(6, 32, 5, 5) * torch.linspace(0.5, 4, 32).view(1, -1, 1, 1) + 3
     y = norm.train()(x).reshape(6, 4, 8, 5, 5)
@@ -128,13 +130,13 @@ def test_gn_batch_train_statistics_are_per_group_over_the_batch():
     assert (per_sample - 1).abs().max() > 1e-2
 
 
-def test_gn_batch_with_batch_one_is_gn():
+def test_bgn_with_batch_one_is_gn():
     norm = BatchGroupNorm2d(32, groups=8).train()
     x = torch.randn(1, 32, 6, 6) * 2 - 1
     torch.testing.assert_close(norm(x), F.group_norm(x, 8, eps=1e-5), rtol=1e-5, atol=1e-5)
 
 
-def test_gn_batch_eval_uses_running_statistics():
+def test_bgn_eval_uses_running_statistics():
     norm = BatchGroupNorm2d(16, groups=4, momentum=0.1)
     x = torch.randn(8, 16, 4, 4) + 2
     norm.train()(x)
@@ -146,6 +148,40 @@ def test_gn_batch_eval_uses_running_statistics():
     expect = (groups - norm.running_mean.view(1, 4, 1, 1, 1)) / (norm.running_var.view(1, 4, 1, 1, 1) + 1e-5).sqrt()
     torch.testing.assert_close(y, expect.reshape_as(x))
     torch.testing.assert_close(norm(x[:1]), y[:1])  # no batch dependence in eval
+
+
+# --------------------------------------------------------------------------- GN improved with batch statistics
+
+
+def _gn_plus_numpy(x: np.ndarray, groups: int, lam: float, bn_mean=None, bn_var=None, eps: float = 1e-5):
+    """Gunawan et al.'s layer from its equations: z = GN(x); λ·z + (1 − λ)·(z − μ_c)/√(σ²_c + ε)."""
+    n, c, h, w = x.shape
+    g = x.reshape(n, groups, -1)
+    z = ((g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + eps)).reshape(n, c, h, w)
+    mu = z.mean(axis=(0, 2, 3), keepdims=True) if bn_mean is None else bn_mean.reshape(1, c, 1, 1)
+    var = z.var(axis=(0, 2, 3), keepdims=True) if bn_var is None else bn_var.reshape(1, c, 1, 1)
+    return lam * z + (1 - lam) * (z - mu) / np.sqrt(var + eps), z
+
+
+def test_gn_batch_is_gn_then_bn_mixed_by_a_sigmoid_weight():
+    norm = GNPlus2d(32, groups=4).train()
+    x = torch.randn(6, 32, 5, 5) * torch.linspace(0.5, 4, 32).view(1, -1, 1, 1) + torch.randn(6, 1, 1, 1) * 3
+    y = norm(x)
+    lam = 1 / (1 + np.exp(-1.0))  # sigmoid of the initial p = 1
+    expect, z = _gn_plus_numpy(x.double().numpy(), 4, lam)
+    np.testing.assert_allclose(y.detach().double().numpy(), expect, atol=1e-4)
+    n_hw = 6 * 25  # running statistics of the BN part: of GN's output, unbiased variance
+    np.testing.assert_allclose(norm.bn.running_mean.numpy(), 0.1 * z.mean(axis=(0, 2, 3)), atol=1e-5)
+    np.testing.assert_allclose(norm.bn.running_var.numpy(), 0.9 + 0.1 * z.var(axis=(0, 2, 3)) * n_hw / (n_hw - 1),
+                               atol=1e-5)
+    norm.eval()
+    y_eval = norm(x)
+    expect_eval, _ = _gn_plus_numpy(x.double().numpy(), 4, lam, norm.bn.running_mean.double().numpy(),
+                                    norm.bn.running_var.double().numpy())
+    np.testing.assert_allclose(y_eval.detach().double().numpy(), expect_eval, atol=1e-4)
+    torch.testing.assert_close(norm(x[:1]), y_eval[:1])  # no batch dependence in eval
+    y.sum().backward()
+    assert norm.mix.grad is not None and norm.mix.grad.abs().item() > 0  # λ is learned
 
 
 # --------------------------------------------------------------------------- IFT
