@@ -36,6 +36,7 @@ import torch.nn as nn
 import yaml
 
 from space import Arch, Head, Stage, Stem, build_model, build_stage
+from space.builder import stage_attention
 from space.registry import BLOCKS
 from train.checks import check_positive_int, resolve_device
 
@@ -104,8 +105,9 @@ def unit_key(unit: Unit, *, res: int, in_chans: int, num_classes: int) -> str:
 
 
 def stage_units(stage: Stage, in_chs: int) -> list[Unit]:
-    """The units of one stage in forward order: each block (depth-1 repeats share a key) or the stage."""
-    if BLOCKS.entry(stage.block).meta.get("kind") == "stage":
+    """The units of one stage in forward order: each block (depth-1 repeats share a key) or the stage (a
+    whole-stage builder, or a stage with one attention module on its stream)."""
+    if BLOCKS.entry(stage.block).meta.get("kind") == "stage" or stage_attention(stage):
         return [Unit("stage", stage, in_chs)]
     first = Unit("block", replace(stage, depth=1), in_chs)
     rest = Unit("block", replace(stage, depth=1, stride=1), stage.width)

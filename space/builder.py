@@ -2,26 +2,48 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
 
 from .layers import Layers, conv2d
-from .registry import BLOCKS
+from .registry import ATTENTIONS, BLOCKS
 from .spec import Arch, Stage
 
 
+def stage_attention(stage: Stage) -> bool:
+    """Whether the stage's attention is one module on its feature stream (``placement="stage"``) rather
+    than one per block."""
+    placement = ATTENTIONS.entry(stage.attention).meta.get("placement")
+    return placement == "stage" and not stage.attn_kw.get("every_block", False)
+
+
 def build_stage(stage: Stage, in_chs: int) -> nn.Module:
-    """``depth`` registered blocks (first one strided), or the registered whole-stage builder."""
+    """``depth`` registered blocks (first one strided), or the registered whole-stage builder.
+
+    An attention registered with ``placement="stage"`` (the non-local blocks) is not given to the blocks:
+    one module on the stage's feature stream is inserted before the stage's last module (after it when
+    the stage is a single module), named ``attention``; its ``every_block=True`` option keeps it per block.
+    """
     entry = BLOCKS.entry(stage.block)
     layers = Layers.from_stage(stage)
+    per_stage = stage_attention(stage)
+    if per_stage:
+        layers = replace(layers, attn_name="none", attn_args=())
     if entry.meta.get("kind") == "stage":
-        return entry.obj(stage, in_chs, layers)
-    blocks = []
-    for i in range(stage.depth):
-        blocks.append(entry.obj(in_chs if i == 0 else stage.width, stage.width, stage.stride if i == 0 else 1,
-                                layers=layers, **stage.block_kw))
-    return nn.Sequential(*blocks)
+        body = entry.obj(stage, in_chs, layers)
+    else:
+        body = nn.Sequential(*[entry.obj(in_chs if i == 0 else stage.width, stage.width,
+                                         stage.stride if i == 0 else 1, layers=layers, **stage.block_kw)
+                               for i in range(stage.depth)])
+    if not per_stage:
+        return body
+    module = ATTENTIONS.get(stage.attention)(stage.width, **stage.attn_kw)
+    mods = list(body.named_children()) if isinstance(body, nn.Sequential) else [("0", body)]
+    at = len(mods) - 1 if len(mods) >= 2 else 1
+    return nn.Sequential(OrderedDict(mods[:at] + [("attention", module)] + mods[at:]))
 
 
 class NasNet(nn.Module):
