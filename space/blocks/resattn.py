@@ -127,7 +127,7 @@ _OPTIONS = {
 register_block(
     "resattn", build_resattn_stage, kind="stage", orders=("pre",), options=_OPTIONS, check=_check_width,
     norm_widths=lambda st, in_chs: {bottleneck_width(st.width, 0.25)},
-    search_exclude={"attention": ("nl", "nl_scaled")},  # N×N attention at the 56×56 first stage: ~20x the cost
+    search_exclude={"attention": ("nl", "nl_scaled")},  # N×N attention on its high-resolution stages
     example={"width": 16, "block_args": {"mask_depth": 2}},
     doc="Residual Attention stage: a (strided) pre-act bottleneck unit, then `depth` attention modules, "
         "H = (1 + M)·T with a bottom-up top-down sigmoid mask; Wang et al. 2017",
