@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from space import NORMS, Arch, Head, SpecError, Stage, Stem, build_model
 from space.norms import bn_revisited as bn_revisited_module
-from space.norms.bn_revisited import RevisitedBatchNorm2d, bn_revisited_param_groups
 from space.norms.bgn import BatchGroupNorm2d
+from space.norms.bn_revisited import RevisitedBatchNorm2d, bn_revisited_param_groups
 from space.norms.gn_batch import GNPlus2d
 from space.norms.ift import InvarianceFeatureTransform, local_standardize
 

@@ -12,8 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from space import Arch, Head, Layers, Stage, Stem, build_model, conv_unit
-from space.errors import SpecError
 from space.blocks.basic import BasicBlock
+from space.errors import SpecError
 from space.norms.iternorm import IterNorm
 
 NORM_TYPES = (nn.BatchNorm2d, IterNorm)
