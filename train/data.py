@@ -19,7 +19,11 @@ Data sets:
   subset load. Augmentation: zero pad 4 + random 32×32 crop, horizontal flip (He et al. 2016).
 - ``imagefolder`` — ``data_dir/train`` and ``data_dir/val`` (or ``data_dir/test``) folders of class
   sub-folders. Train: RandomResizedCrop + flip; eval: resize to size/0.875 then centre crop
-  (timm's default crop fraction), ImageNet mean/std.
+  (timm's default crop fraction), ImageNet mean/std. Training batches come from a ``DataLoader`` over
+  :class:`train.seeding.SeededAugment` keyed by :class:`train.seeding.EpochSampler`: sample i of
+  epoch e is augmented with the global RNGs seeded from ``(seed, e, i)``, so the batches depend on
+  neither the number of workers, nor the process that loads them, nor what ran before (an
+  interrupted run resumes exactly).
 
 In-memory data sets (digits, CIFAR) are served by :class:`TensorLoader`: the whole split lives in
 one uint8/float tensor, augmentation is vectorised per batch and seeded by a ``torch.Generator``;
@@ -27,7 +31,6 @@ no PIL and no worker processes.
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ from space.registry import Registry
 
 from .checks import check_positive_int
 from .config_base import literal
+from .seeding import EpochSampler, SeededAugment, epoch_seed
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -135,10 +139,6 @@ def random_crop_flip(x: torch.Tensor, *, pad: int, flip: bool, generator: torch.
              rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
-
-
 class TensorLoader:
     """Iterates an in-memory split like a ``DataLoader``: ``len()`` batches of ``(x, y)``.
 
@@ -165,7 +165,7 @@ class TensorLoader:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        gen = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         self.epoch += 1
         order = self.indices[torch.randperm(len(self.indices), generator=gen)] if self.shuffle else self.indices
         order = order[:self.num_samples]
@@ -334,7 +334,7 @@ def make_loaders(bundle: DataBundle, *, batch_size: int, val_fraction: float, se
 
     ``val_fraction`` of each class goes to validation (un-augmented, not shuffled); ``0`` gives no
     validation loader (``None``), e.g. for a final retraining on the whole training split.
-    ``num_workers`` only applies to file-backed data sets.
+    ``num_workers`` only applies to file-backed data sets; their batches do not depend on it.
     """
     check_positive_int(batch_size, "batch_size")
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
@@ -347,13 +347,10 @@ def make_loaders(bundle: DataBundle, *, batch_size: int, val_fraction: float, se
         val = (TensorLoader(bundle.train, torch.from_numpy(val_idx), batch_size=batch_size, shuffle=False)
                if len(val_idx) else None)
         return train, val
-    train_view = bundle.train
-    if augment and bundle.train_transform is not None:
-        train_view = copy.copy(bundle.train)
-        train_view.transform = bundle.train_transform
-    train = DataLoader(Subset(train_view, train_idx.tolist()), batch_size=batch_size, shuffle=True,
-                       generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
-                       drop_last=len(train_idx) % batch_size == 1)
+    transform = bundle.train_transform if augment and bundle.train_transform is not None else bundle.train.transform
+    train = DataLoader(SeededAugment(bundle.train, transform, seed=seed), batch_size=batch_size,
+                       sampler=EpochSampler(train_idx.tolist(), seed=seed), num_workers=num_workers,
+                       drop_last=len(train_idx) % batch_size == 1, generator=torch.Generator().manual_seed(seed))
     val = (DataLoader(Subset(bundle.train, val_idx.tolist()), batch_size=batch_size, shuffle=False,
                       num_workers=num_workers) if len(val_idx) else None)
     return train, val

@@ -1,7 +1,7 @@
 """Loaders for retraining, sharded over data-parallel ranks.
 
 :class:`ShardedTensorLoader` serves an in-memory split (digits, CIFAR) like
-:class:`evaluators.TensorLoader` — same per-epoch permutation and the same vectorised crop/flip
+:class:`train.TensorLoader` — same per-epoch permutation and the same vectorised crop/flip
 drawn from a generator seeded by ``(seed, epoch)`` — and shards it so that the data are
 independent of the number of processes: epoch e's permutation is cut into *global* batches of
 ``batch_size × world_size`` samples, rank r takes rows ``[r·b, (r+1)·b)`` of each, and the crop
@@ -12,9 +12,11 @@ augmentation). A trailing partial global batch is dropped (timm's ``drop_last`` 
 so every rank runs the same number of equal steps. On an accelerator the uint8 split is held in
 device memory (CIFAR-10: 150 MB) and batches are gathered and augmented there.
 
-File-backed data (imagefolder) use a ``DataLoader`` over a ``DistributedSampler`` with
-``drop_last``. Test loaders give each rank a contiguous, un-padded shard; metrics are summed over
-ranks, so every test image counts exactly once.
+File-backed data (imagefolder) use a ``DataLoader`` over :class:`train.seeding.SeededAugment` keyed by
+:class:`train.seeding.EpochSampler`: the same order and sharding, and each sample's augmentation drawn
+from RNGs seeded by ``(seed, epoch, index)``, so the batches do not depend on the number of loader
+workers (which may change on resume) nor on the rank that loads them. Test loaders give each rank a
+contiguous, un-padded shard; metrics are summed over ranks, so every test image counts exactly once.
 """
 from __future__ import annotations
 
@@ -22,20 +24,15 @@ import copy
 import math
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Subset
 
 from train import DataBundle, TensorLoader, TensorSplit
 from train.data import to_unit_float
+from train.seeding import EpochSampler, SeededAugment, epoch_seed
 
 from .distributed import DistInfo
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The generator seed of epoch ``epoch`` (the same rule as :class:`evaluators.TensorLoader`)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def crop_flip(x: torch.Tensor, *, pad: int, oy: torch.Tensor, ox: torch.Tensor,
@@ -105,17 +102,17 @@ def make_train_loader(bundle: DataBundle, *, batch_size: int, seed: int, info: D
     if bundle.in_memory:
         return ShardedTensorLoader(bundle.train, batch_size=batch_size, rank=info.rank, world_size=info.world_size,
                                    seed=seed, pad=bundle.pad, flip=bundle.flip, device=info.device)
-    view = bundle.train
-    if bundle.train_transform is not None:
-        view = copy.copy(bundle.train)
-        view.transform = bundle.train_transform
-    if len(view) < batch_size * info.world_size:
+    n = len(bundle.train)
+    if n < batch_size * info.world_size:
         raise ValueError(f"batch_size: the global batch ({batch_size} × {info.world_size}) is larger than the "
-                         f"{len(view)} training images")
-    sampler = DistributedSampler(view, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed,
-                                 drop_last=True)
-    return DataLoader(view, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
-                      pin_memory=info.device.type == "cuda", persistent_workers=workers > 0)
+                         f"{n} training images")
+    transform = bundle.train_transform if bundle.train_transform is not None else bundle.train.transform
+    sampler = EpochSampler(range(n), seed=seed, batch_size=batch_size, rank=info.rank, world_size=info.world_size,
+                           drop_last=True)
+    # the loader draws its worker seeds from `generator`, not from the global RNG that dropout and mixup use
+    return DataLoader(SeededAugment(bundle.train, transform, seed=seed), batch_size=batch_size, sampler=sampler,
+                      num_workers=workers, drop_last=True, pin_memory=info.device.type == "cuda",
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
 
 
 def make_eval_loader(bundle: DataBundle, *, batch_size: int, info: DistInfo, workers: int = 4) -> Any:
