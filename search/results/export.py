@@ -177,7 +177,9 @@ def plot_front(path: Path, complete: list[FrozenTrial], front: list[FrozenTrial]
         ax.set_xlabel(get_metric(key).label)
         ax.set_ylabel(get_metric("val_acc").label)
         if get_metric(key).log:
-            ax.set_xscale("log")
+            from .report_plots import log_x_axis
+
+            log_x_axis(ax, [cost(t, key) for t in complete])
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     fig.tight_layout()
