@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write pareto/<arch_id>.onnx (untrained weights: for shapes and latency)")
     e.set_defaults(func=cmd_export)
 
-    ox = sub.add_parser("onnx", help="export an architecture to ONNX (opset 18, dynamic batch), checked by ONNX Runtime")
+    ox = sub.add_parser("onnx", help="export an architecture to ONNX (opset 18, dynamic batch), checked by "
+                                     "ONNX Runtime")
     ox.add_argument("arch", help="a YAML path or a preset name")
     ox.add_argument("--weights", default=None, help="a model.pt from `nas retrain` (default: seeded initial weights)")
     ox.add_argument("--out", required=True, help="the .onnx file to write")

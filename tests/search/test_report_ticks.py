@@ -4,10 +4,10 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
-from search.results.report_plots import log_x_axis  # noqa: E402
+from search.results.report_plots import log_x_axis
 
 
 @pytest.mark.parametrize("xs", [[3.1, 3.4, 3.9, 4.2], [2.5, 9.0], [0.05, 3.0, 40.0, 900.0]], ids=str)

@@ -54,7 +54,7 @@ def test_weights_are_exported(tmp_path):
     model = build_model(arch, num_classes=5, in_chans=3)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p))
+            p.add_(0.1 * torch.randn_like(p))  # trained-like weights: logits of order 1
     torch.save(model.state_dict(), tmp_path / "model.pt")
     data = export_arch(arch, num_classes=5, in_chans=3, weights=tmp_path / "model.pt", out=tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx").read_bytes() == data

@@ -36,9 +36,9 @@ def test_graph_macs_match_fvcore(name, monkeypatch):
 
 def test_counts_by_hand():
     """A 3×3 conv 3→4 on 8×8 (stride 1, pad 1) and a linear 4→5: 4·64·3·9 + 4·5 multiply-adds."""
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    import numpy as np
 
     w = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
     fc = numpy_helper.from_array(np.zeros((5, 4), np.float32), "fc")
