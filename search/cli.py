@@ -1,4 +1,4 @@
-"""The ``nas`` command: search, export, show, retrain, prune, latency-table, report, compare.
+"""The ``nas`` command: search, export, show, onnx, retrain, prune, latency-table, report, compare.
 
 A bad config, YAML or option prints one line ``nas: error: FIELD: PROBLEM`` and exits 2, before
 Ray starts or any trial runs.
@@ -49,7 +49,32 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .results.export import export_run
 
-    export_run(Path(args.run_dir))
+    export_run(Path(args.run_dir), onnx=args.onnx)
+    return 0
+
+
+def cmd_onnx(args: argparse.Namespace) -> int:
+    """Export an architecture to ONNX (space/onnx_export.py) and check it with ONNX Runtime against PyTorch."""
+    import torch
+
+    from evaluators.onnx_runtime import check_against_torch
+    from space import build_model, load_arch
+    from space.onnx_export import OPSET, export_arch, load_weights
+
+    arch = load_arch(args.arch)
+    if args.input_size:
+        arch = arch.replace(input_size=args.input_size)
+    data = export_arch(arch, num_classes=args.num_classes, in_chans=args.in_chans, weights=args.weights, out=args.out)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the export's seeded weights, when no --weights
+        model = build_model(arch, num_classes=args.num_classes, in_chans=args.in_chans)
+    if args.weights:
+        load_weights(model, args.weights)
+    err = check_against_torch(model, data, input_shape=(2, args.in_chans, arch.input_size, arch.input_size))
+    if not err <= 1e-4:
+        raise ValueError(f"onnx: ONNX Runtime differs from PyTorch by {err:.3g} on arch {arch.arch_id} (> 1e-4)")
+    print(f"{args.out}: arch {arch.arch_id}, opset {OPSET}, input (batch, {args.in_chans}, {arch.input_size}, "
+          f"{arch.input_size}), {len(data) / 1e6:.2f} MB; ONNX Runtime matches PyTorch (max |diff| {err:.2g})")
     return 0
 
 
@@ -145,7 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="re-derive trials.csv, pareto/, best.yaml from a run's storage")
     e.add_argument("run_dir")
+    e.add_argument("--onnx", action="store_true",
+                   help="also write pareto/<arch_id>.onnx (untrained weights: for shapes and latency)")
     e.set_defaults(func=cmd_export)
+
+    ox = sub.add_parser("onnx", help="export an architecture to ONNX (opset 18, dynamic batch), checked by "
+                                     "ONNX Runtime")
+    ox.add_argument("arch", help="a YAML path or a preset name")
+    ox.add_argument("--weights", default=None, help="a model.pt from `nas retrain` (default: seeded initial weights)")
+    ox.add_argument("--out", required=True, help="the .onnx file to write")
+    ox.add_argument("--input-size", type=positive_int, default=None, help="default: the architecture's")
+    ox.add_argument("--num-classes", type=positive_int, default=10)
+    ox.add_argument("--in-chans", type=positive_int, default=3)
+    ox.set_defaults(func=cmd_onnx)
 
     sh = sub.add_parser("show", help="params, FLOPs, MACs and layers of an architecture YAML or preset")
     sh.add_argument("arch", help="a YAML path or a preset name (wrn-28-10, ...)")

@@ -93,8 +93,11 @@ def select_best(trials: list[FrozenTrial], cfg: Config) -> FrozenTrial | None:
 
 
 def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = None,
-               out: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write trials.csv, pareto/, best.yaml, pareto.png and summary.json; return the summary."""
+               out: Callable[[str], None] = print, onnx: bool = False) -> dict[str, Any]:
+    """Write trials.csv, pareto/, best.yaml, pareto.png and summary.json; return the summary.
+
+    ``onnx``: also ``pareto/<arch_id>.onnx`` beside each front YAML, with seeded untrained weights (for
+    shapes and latency; ``nas onnx ARCH --weights model.pt`` exports a retrained one)."""
     run_dir = Path(run_dir)
     study, cfg = open_run(run_dir, storage)
     trials = study.get_trials(deepcopy=False)
@@ -109,11 +112,16 @@ def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = N
     front = study.best_trials if complete else []
     pareto = run_dir / "pareto"
     pareto.mkdir(exist_ok=True)
-    for old in pareto.glob("*.yaml"):
+    for old in [*pareto.glob("*.yaml"), *pareto.glob("*.onnx")]:
         old.unlink()
     for t in front:
         arch = from_yaml(t.user_attrs["arch_yaml"])
         (pareto / f"{arch.arch_id}.yaml").write_text(arch.to_yaml())
+        if onnx:
+            from space.onnx_export import export_arch
+
+            export_arch(arch, num_classes=int(study.user_attrs.get("num_classes", 10)),
+                        in_chans=int(study.user_attrs.get("in_chans", 3)), out=pareto / f"{arch.arch_id}.onnx")
     best = select_best(trials, cfg)
     if best is not None:
         (run_dir / "best.yaml").write_text(best.user_attrs["arch_yaml"])
@@ -169,7 +177,9 @@ def plot_front(path: Path, complete: list[FrozenTrial], front: list[FrozenTrial]
         ax.set_xlabel(get_metric(key).label)
         ax.set_ylabel(get_metric("val_acc").label)
         if get_metric(key).log:
-            ax.set_xscale("log")
+            from .report_plots import log_x_axis
+
+            log_x_axis(ax, [cost(t, key) for t in complete])
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     fig.tight_layout()

@@ -119,15 +119,27 @@ def pareto_png(view: "RunView", path: Path) -> None:
         ax.set_ylabel(get_metric("val_acc").label)
         xs = [v for x, _, _ in _pareto_series(view, key).values() for v in x if v and v > 0]
         if _log_axis(key, xs):
-            from matplotlib.ticker import FuncFormatter, NullFormatter
-
-            ax.set_xscale("log")
-            label = FuncFormatter(lambda v, _: f"{v:g}")
-            ax.xaxis.set_major_formatter(label)  # label minor ticks too when the data span under 1.5 decades
-            ax.xaxis.set_minor_formatter(label if max(xs) / min(xs) < 30 else NullFormatter())
+            log_x_axis(ax, xs)
         ax.grid(alpha=0.3)
     axes[0][0].legend(loc="best", fontsize=8)
     _save(fig, path)
+
+
+def log_x_axis(ax: Any, xs: list[float]) -> None:
+    """A log x axis with plain-number labels that never overlap: one tick per decade over more than two decades,
+    1-2-5 ticks per decade over one or two, else at most 5 evenly spaced round numbers; minor ticks unlabelled
+    (matplotlib's default labels them ``3×10⁰``, ``4×10⁰``..., which run into each other on a short span)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    positive = [v for v in xs if v and v > 0]
+    span = max(positive) / min(positive) if positive else 1.0
+    wide = span >= 10
+    major = LogLocator(base=10, subs=(1.0,) if span > 100 else (1.0, 2.0, 5.0)) if wide else MaxNLocator(nbins=5)
+    ax.xaxis.set_major_locator(major)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs="auto") if wide else NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _log_axis(key: str, xs: list[float]) -> bool:

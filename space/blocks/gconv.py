@@ -62,7 +62,17 @@ class GenerativeConv2d(nn.Module):
         expected = (x.shape[0], self.num_kernels)
         if weights.shape != expected:
             raise ValueError(f"selection: expected shape {expected}, got {tuple(weights.shape)}")
+        if torch.onnx.is_in_onnx_export():
+            return self._mixed_outputs(x, weights)
         return self.conv(x, weights)
+
+    def _mixed_outputs(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Σ_k a_k (W_k ⊛ x), equal to (Σ_k a_k W_k) ⊛ x by linearity: K convs with a static group count, which
+        ONNX needs (the batch-folded groups of ``CondConv2d`` depend on the batch size); K× the conv's MACs."""
+        c = self.conv
+        outs = [nn.functional.conv2d(x, self.kernel(k), None, c.stride, c.padding, c.dilation, c.groups)
+                * weights[:, k, None, None, None] for k in range(self.num_kernels)]
+        return torch.stack(outs).sum(0)
 
     def reset_nas_parameters(self) -> None:
         """He fan-out init for every kernel of the bank (the builder's conv init, per kernel)."""

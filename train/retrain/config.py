@@ -24,7 +24,7 @@ AmpDtype, Schedule, ClipMode = literal(AMP_DTYPES), literal(SCHEDULES), literal(
 
 # Fields that do not change what is trained: they may differ between a run and its resumption.
 RUNTIME_FIELDS = frozenset({"data_dir", "workers", "device", "threads", "compile", "eval_batch_size",
-                            "log_interval", "tensorboard"})
+                            "log_interval", "tensorboard", "onnx"})
 
 
 class RetrainConfig(ConfigModel):
@@ -75,6 +75,7 @@ class RetrainConfig(ConfigModel):
     eval_batch_size: int = Field(256, ge=1, description="batch size of the test evaluation")
     log_interval: int = Field(50, ge=0, description="steps between progress lines when not on a terminal")
     tensorboard: bool = Field(True, description="write TensorBoard logs to OUT/tb")
+    onnx: bool = Field(False, description="also write OUT/model.onnx (opset 18, dynamic batch) at the end")
 
     @field_validator("opt")
     @classmethod

@@ -4,7 +4,8 @@ Per epoch: train (:func:`train_epoch`: one epoch of :class:`train.Engine` with t
 average BN statistics over ranks (timm's ``distribute_bn``), evaluate on the test split (and the EMA
 weights), log, checkpoint. A non-finite training loss raises :class:`train.NonFiniteLossError` at the
 end of its epoch, on every rank alike (the engine's ``nan_check="epoch"``).
-At the end rank 0 writes ``model.pt`` (``model_ema.pt``), ``arch.yaml`` and ``metrics.json``.
+At the end rank 0 writes ``model.pt`` (``model_ema.pt``), ``arch.yaml``, ``metrics.json`` and, with ``onnx``,
+``model.onnx`` (:mod:`space.onnx_export`).
 The model is created through timm (``timm.create_model("nas_arch", arch=...)``), so the saved
 weights load back the same way. Seeds: the weights from ``seed``; the per-rank RNGs (dropout,
 mixup) from ``seed + rank``; data order and augmentation from ``(seed, epoch)``.
@@ -278,5 +279,10 @@ def _finish(ctx: RetrainContext) -> dict[str, Any]:
         if ctx.ema is not None:
             torch.save({k: v.cpu() for k, v in ctx.ema.module.state_dict().items()}, out_dir / "model_ema.pt")
         (out_dir / "arch.yaml").write_text(arch.to_yaml())
+        if cfg.onnx:
+            from space.onnx_export import export_arch
+
+            export_arch(arch, num_classes=data.num_classes, in_chans=data.in_chans, weights=out_dir / "model.pt",
+                        out=out_dir / "model.onnx")
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
