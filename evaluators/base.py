@@ -74,7 +74,8 @@ EVALUATORS: Registry[Any] = Registry("evaluator")
 """Name -> evaluator class. Entry meta: ``metrics`` (its :class:`~.metrics.Metric` records), ``build``,
 ``settings``, ``cheap_when``, ``cheap_hint`` (see :func:`register_evaluator`) and ``example``, a
 zero-argument callable giving constructor kwargs for a tiny 1-channel, 16×16, 10-class problem: the
-contract test builds each entry with it."""
+contract test builds each entry with it; ``example_arch``, optional, a zero-argument callable giving the
+architecture the contract test evaluates (default: a WRN-10-1 at 16×16) for an evaluator of one family only."""
 
 
 def register_evaluator(name: str, cls: Any, *, metrics: Iterable[Metric], build: Build | None = None,

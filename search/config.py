@@ -120,6 +120,15 @@ class SpaceConfig(_Model):
     norm_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
     attn_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    skeleton: str | None = Field(None, description="a preset whose stages stay fixed; only block_choices open")
+    block_choices: dict[str, dict[str, list]] = Field(default_factory=dict)
+
+    @field_validator("skeleton")
+    @classmethod
+    def _skeleton(cls, v: str | None) -> str | None:
+        if v is not None:
+            space.get_preset(v)  # ValueError listing the presets
+        return v
 
     @field_validator("strides")
     @classmethod
@@ -156,6 +165,23 @@ class SpaceConfig(_Model):
         if len(set(out)) != len(out):
             raise ValueError("duplicate choices")
         return out
+
+    @model_validator(mode="after")
+    def _skeleton_space(self) -> SpaceConfig:
+        from .space_def import check_block_choices
+
+        if self.skeleton is not None:
+            fixed = [f for f, info in type(self).model_fields.items() if f not in ("skeleton", "block_choices")
+                     and getattr(self, f) != info.get_default(call_default_factory=True)]  # a dump repeats defaults
+            if fixed:
+                raise FieldError(fixed[0], "not with space.skeleton (its stages are fixed; open block options "
+                                           "in space.block_choices)")
+        try:
+            check_block_choices(self.skeleton, self.block_choices)
+        except ValueError as exc:
+            key, _, problem = str(exc).partition(": ")
+            raise FieldError(key, problem) from None
+        return self
 
     @model_validator(mode="after")
     def _lengths(self) -> SpaceConfig:
