@@ -36,17 +36,11 @@ class ZeroCostSettings(ConfigModel):
     batch_size: int = Field(64, ge=2, description="images in the one scoring batch (the authors': 64)")
 
 
-_BATCHES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
 def training_batch(data: DataBundle, *, batch_size: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
                                                                                                    torch.Tensor]:
-    """The first batch of the seeded, un-augmented training loader (cached per process)."""
-    key = (id(data), batch_size, val_fraction, seed)
-    if key not in _BATCHES:
-        loader, _ = make_loaders(data, batch_size=batch_size, val_fraction=val_fraction, seed=seed, augment=False)
-        _BATCHES[key] = next(iter(loader))
-    return _BATCHES[key]
+    """The first batch of the seeded, un-augmented training loader over the training part of the split."""
+    loader, _ = make_loaders(data, batch_size=batch_size, val_fraction=val_fraction, seed=seed, augment=False)
+    return next(iter(loader))
 
 
 class ZeroCostEvaluator:
@@ -62,10 +56,14 @@ class ZeroCostEvaluator:
         self.data = data
         self.batch_size = check_positive_int(batch_size, "zero_cost.batch_size", minimum=2)
         self.val_fraction, self.seed, self.threads = float(val_fraction), int(seed), threads
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def evaluate(self, arch: Arch, budget: int | None = None, *, report: Any = None) -> dict[str, float]:
         """``budget`` and ``report`` are ignored (nothing is trained)."""
-        batch = training_batch(self.data, batch_size=self.batch_size, val_fraction=self.val_fraction, seed=self.seed)
+        if self._batch is None:  # drawn once per evaluator
+            self._batch = training_batch(self.data, batch_size=self.batch_size, val_fraction=self.val_fraction,
+                                         seed=self.seed)
+        batch = self._batch
         prev = torch.get_num_threads()
         try:
             if self.threads is not None:
