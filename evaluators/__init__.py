@@ -24,12 +24,22 @@ from .base import (
                    may_be_cheap,
                    register_evaluator,
                    settings_key,
+                   settings_model,
+                   settings_models,
 )
 from .complexity import ComplexityEvaluator
 from .latency import LatencyEvaluator, measure_latency
 from .latency_service import LatencyService, RunLatency
 from .latency_table import LatencyPredictor, LatencyTable, PredictedLatencyEvaluator
-from .metrics import METRICS, Metric, get_metric, list_metrics, metric_evaluator, objective_names
+from .metrics import (
+                      METRICS,
+                      Metric,
+                      get_metric,
+                      list_metrics,
+                      metric_alternatives,
+                      metric_evaluator,
+                      objective_names,
+)
 
 import_submodules(__name__, __path__)
 
@@ -37,6 +47,6 @@ __all__ = [
     "AccuracyEvaluator", "ComplexityEvaluator", "EVALUATORS", "Evaluator", "LatencyEvaluator", "LatencyPredictor",
     "LatencyService", "LatencyTable", "METRICS", "Metric", "PredictedLatencyEvaluator", "Report", "RunContext",
     "RunLatency", "build_evaluator", "cheap_hint", "cheap_under", "create_evaluator", "get_metric",
-    "list_evaluators", "list_metrics", "may_be_cheap", "measure_latency", "metric_evaluator", "objective_names",
-    "register_evaluator", "settings_key",
+    "list_evaluators", "list_metrics", "may_be_cheap", "measure_latency", "metric_alternatives", "metric_evaluator",
+    "objective_names", "register_evaluator", "settings_key", "settings_model", "settings_models",
 ]

@@ -22,7 +22,7 @@ from space import Arch
 from space.registry import Registry
 from train.data import DataBundle
 
-from .metrics import Metric, add_metrics, metric_evaluator
+from .metrics import Metric, add_alternative, add_metrics, metric_evaluator
 
 Report = Callable[[dict], None]
 
@@ -74,26 +74,35 @@ EVALUATORS: Registry[Any] = Registry("evaluator")
 """Name -> evaluator class. Entry meta: ``metrics`` (its :class:`~.metrics.Metric` records), ``build``,
 ``settings``, ``cheap_when``, ``cheap_hint`` (see :func:`register_evaluator`) and ``example``, a
 zero-argument callable giving constructor kwargs for a tiny 1-channel, 16×16, 10-class problem: the
-contract test builds each entry with it."""
+contract test builds each entry with it; ``example_arch``, optional, a zero-argument callable giving the
+architecture the contract test evaluates (default: a WRN-10-1 at 16×16) for an evaluator of one family only."""
 
 
 def register_evaluator(name: str, cls: Any, *, metrics: Iterable[Metric], build: Build | None = None,
-                       settings: str | None = None, cheap_when: Callable[[Any], bool] | None = None,
-                       cheap_hint: str = "", doc: str = "", **meta: Any) -> Any:
+                       settings: str | None = None, settings_model: type | None = None, alternative: bool = False,
+                       cheap_when: Callable[[Any], bool] | None = None, cheap_hint: str = "", doc: str = "",
+                       **meta: Any) -> Any:
     """Register an evaluator class under ``name`` (normalised; a duplicate warns and replaces).
 
     ``metrics``: what ``evaluate`` returns. ``build(ctx)``: makes the evaluator for a search from a
     :class:`RunContext`; with it the metrics enter the table (:data:`~.metrics.METRICS`). ``settings``:
-    the search config section passed as ``ctx.settings`` (``"proxy"``, ``"latency"``). ``cheap_when(settings)``:
+    the search config section passed as ``ctx.settings`` (``"proxy"``, ``"latency"``). ``settings_model``: a
+    pydantic model of the evaluator's own settings; then ``settings`` names a key of the config's generic
+    ``evaluators:`` mapping (``evaluators: {zero_cost: {batch_size: 64}}``), validated by the model (defaults
+    when the key is absent), instead of a section of its own. ``alternative``: its metrics are already in the
+    table, computed by default by another evaluator; a config picks this one instead with
+    ``metric_evaluators: {METRIC: NAME}`` (the NAS-Bench-201 table for ``val_acc``). ``cheap_when(settings)``:
     for an evaluator whose cost depends on its settings, whether it is cheap under them (latency in predict
     mode), which makes its limit-able metrics possible hard constraints; ``cheap_hint`` says how to make it
     cheap, for the error when it is not.
     """
     metrics = list(metrics)
+    if settings_model is not None and settings is None:
+        raise ValueError(f"evaluator {name!r}: settings_model needs settings= (its key under evaluators:)")
     if build is not None:
-        add_metrics(name, metrics)
+        (add_alternative if alternative else add_metrics)(name, metrics)
     return EVALUATORS.register(name, cls, doc=doc, metrics=tuple(metrics), build=build, settings=settings,
-                               cheap_when=cheap_when, cheap_hint=cheap_hint, **meta)
+                               settings_model=settings_model, cheap_when=cheap_when, cheap_hint=cheap_hint, **meta)
 
 
 def create_evaluator(name: str, **kwargs: Any) -> Evaluator:
@@ -117,6 +126,21 @@ def build_evaluator(name: str, ctx: RunContext) -> Evaluator:
 def settings_key(name: str) -> str | None:
     """The search config section evaluator ``name`` reads (``ctx.settings``), or None."""
     return EVALUATORS.entry(name).meta.get("settings")
+
+
+def settings_models() -> dict[str, type]:
+    """Key of the config's ``evaluators:`` mapping → the pydantic model its evaluators registered for it."""
+    out: dict[str, type] = {}
+    for name in EVALUATORS.names():
+        meta = EVALUATORS.entry(name).meta
+        if meta.get("settings_model") is not None:
+            out[meta["settings"]] = meta["settings_model"]
+    return out
+
+
+def settings_model(name: str) -> type | None:
+    """The pydantic model of evaluator ``name``'s settings under ``evaluators:`` (None: its own section, or none)."""
+    return EVALUATORS.entry(name).meta.get("settings_model")
 
 
 def may_be_cheap(metric: Metric) -> bool:

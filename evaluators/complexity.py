@@ -14,7 +14,8 @@ from .metrics import Metric
 
 
 class ComplexityEvaluator:
-    """Cheap evaluator: ``{"params", "flops", "macs"}`` of the built model at ``arch.input_size``."""
+    """Cheap evaluator: ``{"params", "flops", "macs"}`` of the built model at ``arch.input_size``, counted once per
+    architecture (by ``arch_id``) per evaluator."""
 
     name = "complexity"
     cheap = True
@@ -22,13 +23,16 @@ class ComplexityEvaluator:
     def __init__(self, *, num_classes: int, in_chans: int) -> None:
         self.num_classes = check_positive_int(num_classes, "num_classes")
         self.in_chans = check_positive_int(in_chans, "in_chans")
+        self._counts: dict[str, dict[str, float]] = {}
 
     def evaluate(self, arch: Arch, budget: int | None = None, *, report: Any = None) -> dict[str, float]:
         """``budget`` and ``report`` are ignored (complexity has no fidelity)."""
-        with torch.random.fork_rng(devices=[]):  # building draws weights: leave the caller's RNG alone
-            model = build_model(arch, num_classes=self.num_classes, in_chans=self.in_chans)
-        out = count_complexity(model, input_size=arch.input_size, in_chans=self.in_chans)
-        return {k: float(v) for k, v in out.items()}
+        if arch.arch_id not in self._counts:
+            with torch.random.fork_rng(devices=[]):  # building draws weights: leave the caller's RNG alone
+                model = build_model(arch, num_classes=self.num_classes, in_chans=self.in_chans)
+            out = count_complexity(model, input_size=arch.input_size, in_chans=self.in_chans)
+            self._counts[arch.arch_id] = {k: float(v) for k, v in out.items()}
+        return dict(self._counts[arch.arch_id])
 
 
 COUNTS = dict(limit=True, cheap=True, scale=1e6, fmt="{:.2f}M", log=True)

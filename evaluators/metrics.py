@@ -89,6 +89,7 @@ METRICS: dict[str, Metric] = {}
 """Name → :class:`Metric`, in registration order: the metrics a search can compute."""
 
 _OWNER: dict[str, str] = {}
+_ALTERNATIVES: dict[str, list[str]] = {}
 
 
 def add_metrics(evaluator: str, metrics: Iterable[Metric]) -> None:
@@ -110,6 +111,22 @@ def add_metrics(evaluator: str, metrics: Iterable[Metric]) -> None:
     for m in metrics:
         METRICS[m.name] = m
         _OWNER[m.name] = evaluator
+
+
+def add_alternative(evaluator: str, metrics: Iterable[Metric]) -> None:
+    """Enter ``evaluator`` as another way to compute ``metrics`` (a config chooses it per metric with
+    ``metric_evaluators:``); the metrics themselves stay those of their default evaluator."""
+    for m in metrics:
+        if not isinstance(m, Metric):
+            raise ValueError(f"metrics: evaluator {evaluator!r} must declare Metric records, got {m!r}")
+        names = _ALTERNATIVES.setdefault(m.name, [])
+        if evaluator not in names:
+            names.append(evaluator)
+
+
+def metric_alternatives(name: str) -> list[str]:
+    """The evaluators a config may choose for metric ``name`` instead of its default one."""
+    return list(_ALTERNATIVES.get(name, ()))
 
 
 def get_metric(name: str) -> Metric:

@@ -1,4 +1,5 @@
-"""The ``nas`` command: search, export, show, onnx, retrain, prune, latency-table, report, compare.
+"""The ``nas`` command: search, export, show, onnx, retrain, prune, latency-table, report, compare,
+bench-space.
 
 A bad config, YAML or option prints one line ``nas: error: FIELD: PROBLEM`` and exits 2, before
 Ray starts or any trial runs.
@@ -239,7 +240,36 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--threads", type=positive_int, default=None, help="default: the run's ray.cpus_per_trial")
     cp.add_argument("--force", action="store_true", help="re-measure presets already in compare.json")
     cp.set_defaults(func=cmd_compare)
+
+    bs = sub.add_parser("bench-space", help="repeated searches on a tabular benchmark: best accuracy, hypervolume, "
+                                            "orchestration overhead")
+    bs.add_argument("space", choices=["nb201"])
+    bs.add_argument("--sampler", default="tpe", help="a registered sampler (default tpe)")
+    bs.add_argument("--trials", type=positive_int, default=100, help="trials per search (default 100)")
+    bs.add_argument("--seeds", type=positive_int, default=10, help="searches, seeds 0..N-1 (default 10)")
+    bs.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (default: NAS_DATA_DIR)")
+    bs.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    bs.set_defaults(func=cmd_bench_space)
     return p
+
+
+def cmd_bench_space(args: argparse.Namespace) -> int:
+    from .bench_space import bench_space
+
+    out = (lambda s: None) if args.json else (lambda s: print(s, flush=True))
+    res = bench_space(args.space, sampler=args.sampler, trials=args.trials, seeds=args.seeds,
+                      data_dir=args.data_dir, out=out)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"{args.space}, sampler {args.sampler}, {args.seeds} seed(s) (mean ± sd)")
+    print(f"{'trials':>7}  {'best val_acc':>17}  {'hypervolume fraction':>21}")
+    for k in res["best_acc"]:
+        b, h = res["best_acc"][k], res["hv_fraction"][k]
+        print(f"{k:>7}  {b['mean']:.4f} ± {b['sd']:.4f}  {h['mean']:>12.4f} ± {h['sd']:.4f}")
+    o = next(iter(res["overhead_s_per_trial"].values()))
+    print(f"orchestration overhead: {o['mean']:.3f} ± {o['sd']:.3f} s/trial")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

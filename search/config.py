@@ -13,10 +13,21 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import space
-from evaluators import cheap_hint, cheap_under, get_metric, metric_evaluator, objective_names, settings_key
+from evaluators import (
+                        METRICS,
+                        cheap_hint,
+                        cheap_under,
+                        get_metric,
+                        metric_alternatives,
+                        metric_evaluator,
+                        objective_names,
+                        settings_key,
+                        settings_model,
+                        settings_models,
+)
 from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, Registry
 from train.config_base import ConfigModel as _Model
-from train.config_base import FieldError, first_error
+from train.config_base import FieldError, error_location, first_error
 from train.data import DataSetName
 from train.methods import MethodsConfig
 
@@ -109,6 +120,15 @@ class SpaceConfig(_Model):
     norm_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
     attn_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    skeleton: str | None = Field(None, description="a preset whose stages stay fixed; only block_choices open")
+    block_choices: dict[str, dict[str, list]] = Field(default_factory=dict)
+
+    @field_validator("skeleton")
+    @classmethod
+    def _skeleton(cls, v: str | None) -> str | None:
+        if v is not None:
+            space.get_preset(v)  # ValueError listing the presets
+        return v
 
     @field_validator("strides")
     @classmethod
@@ -145,6 +165,23 @@ class SpaceConfig(_Model):
         if len(set(out)) != len(out):
             raise ValueError("duplicate choices")
         return out
+
+    @model_validator(mode="after")
+    def _skeleton_space(self) -> SpaceConfig:
+        from .space_def import check_block_choices
+
+        if self.skeleton is not None:
+            fixed = [f for f, info in type(self).model_fields.items() if f not in ("skeleton", "block_choices")
+                     and getattr(self, f) != info.get_default(call_default_factory=True)]  # a dump repeats defaults
+            if fixed:
+                raise FieldError(fixed[0], "not with space.skeleton (its stages are fixed; open block options "
+                                           "in space.block_choices)")
+        try:
+            check_block_choices(self.skeleton, self.block_choices)
+        except ValueError as exc:
+            key, _, problem = str(exc).partition(": ")
+            raise FieldError(key, problem) from None
+        return self
 
     @model_validator(mode="after")
     def _lengths(self) -> SpaceConfig:
@@ -246,7 +283,10 @@ class FaultsConfig(_Model):
 
 class Config(_Model):
     """``plugins``: modules imported before anything else is validated (here and in every trial process),
-    for evaluators outside ``evaluators/`` (see :mod:`evaluators.metrics`)."""
+    for evaluators outside ``evaluators/`` (see :mod:`evaluators.metrics`). ``evaluators``: settings of the
+    evaluators that registered a ``settings_model`` (``{zero_cost: {batch_size: 64}}``), each validated by
+    that model. ``metric_evaluators``: metric → the evaluator that computes it instead of its default one
+    (``{val_acc: nb201_table}``: look NAS-Bench-201 cells up instead of training them)."""
 
     name: str = Field("search", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     plugins: list[str] = Field(default_factory=list)
@@ -262,6 +302,33 @@ class Config(_Model):
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
+    evaluators: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    metric_evaluators: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("evaluators")
+    @classmethod
+    def _evaluator_settings(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        models = settings_models()
+        for key, options in v.items():
+            if key not in models:
+                raise FieldError(key, f"no evaluator reads these settings; valid: {', '.join(sorted(models))}")
+            try:
+                models[key].model_validate(options or {})
+            except ValidationError as exc:
+                loc, problem = error_location(exc, models[key])
+                raise FieldError(".".join([key, *loc]), problem) from None
+        return v
+
+    @field_validator("metric_evaluators")
+    @classmethod
+    def _metric_evaluators(cls, v: dict[str, str]) -> dict[str, str]:
+        for metric, evaluator in v.items():
+            if metric not in METRICS:
+                raise FieldError(metric, f"unknown metric; valid: {', '.join(METRICS)}")
+            valid = [metric_evaluator(metric), *metric_alternatives(metric)]
+            if evaluator not in valid:
+                raise FieldError(metric, f"must be one of {', '.join(valid)}; got {evaluator!r}")
+        return v
 
     @field_validator("plugins")
     @classmethod
@@ -302,9 +369,16 @@ class Config(_Model):
         return list(dict.fromkeys([*self.objectives, *limited, TIE_BREAK]))
 
     def settings_for(self, evaluator: str) -> Any:
-        """The config section evaluator ``evaluator`` registered as its settings (None if none)."""
-        key = settings_key(evaluator)
+        """The config section evaluator ``evaluator`` registered as its settings (None if none); for one with a
+        ``settings_model``, its entry of ``evaluators:`` validated by that model (defaults when absent)."""
+        key, model = settings_key(evaluator), settings_model(evaluator)
+        if model is not None:
+            return model.model_validate(self.evaluators.get(key) or {})
         return getattr(self, key) if key is not None else None
+
+    def evaluator_of(self, metric: str) -> str:
+        """The evaluator that computes ``metric`` in this search (``metric_evaluators:`` or the table's default)."""
+        return self.metric_evaluators.get(metric) or metric_evaluator(metric)
 
     def resolved_storage(self, run_dir: Path) -> str:
         """Storage URL: ``NAS_STORAGE_URL`` if set (checked here), else the config's, else ``run_dir/study.db``."""
@@ -339,7 +413,7 @@ def parse_config(data: Any) -> Config:
 def _check_constraints(cfg: Config) -> None:
     """Hard limits need a cheap evaluator under this config (latency: only when predicted)."""
     for key, metric, _ in given_limits(cfg.constraints):
-        if not cheap_under(metric, cfg.settings_for(metric_evaluator(metric.name))):
+        if not cheap_under(metric, cfg.settings_for(cfg.evaluator_of(metric.name))):
             hint = cheap_hint(metric)
             raise ConfigError(f"constraints.{key}: hard constraints need a cheap evaluator; "
                               f"{hint + ', or ' if hint else ''}use select.{key}")

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from evaluators import Evaluator, RunContext, build_evaluator, list_metrics, metric_evaluator
+from evaluators import Evaluator, RunContext, build_evaluator, list_metrics
 from space import Arch
 
 from .config import Config
@@ -61,8 +61,8 @@ class ArchEvaluation:
         self.threads = threads
         self.cache_dir = Path(cache_dir).resolve() if cache_dir is not None else None
         needed = set(cfg.needed_metrics)
-        self.names = list(dict.fromkeys(metric_evaluator(m) for m in list_metrics() if m in needed))  # table order
-        self.trainer = metric_evaluator(cfg.objectives[0])
+        self.names = list(dict.fromkeys(cfg.evaluator_of(m) for m in list_metrics() if m in needed))  # table order
+        self.trainer = cfg.evaluator_of(cfg.objectives[0])
         self._built: dict[str, Evaluator] | None = None
         try:
             _ = self.evaluators  # built here once, so a bad setting fails in the driver, before any trial
@@ -119,6 +119,8 @@ class ArchEvaluation:
             run.batch_size, run.lr = batch_size, lr
             return run.evaluate(arch, report=on_epoch)
 
+        if trainer.cheap:  # a look-up (the NAS-Bench-201 table): nothing to train, pause or retry
+            return {**metrics, **trainer.evaluate(arch, report=on_epoch)}
         with contextlib.ExitStack() as stack:  # e.g. with latency.isolate, training pauses while any measurement runs
             for ev in before:
                 if hasattr(ev, "training"):

@@ -21,14 +21,21 @@ offers its value; a stage that cannot take it (GhostNet's inner widths and group
 own under the restricted name. What can still fail (a total stride above the input size, a stage
 that no choice fits after the previous one) raises :class:`InvalidSample` with the reason, which the
 search records as a failed trial instead of crashing at build time.
+
+A **skeleton** space (``space.skeleton: PRESET``) fixes every stage to those of a preset and opens only
+block options, listed in ``space.block_choices: {BLOCK: {OPTION: candidates}}``: a list of values, or for a
+tuple option one list of candidates per element (NAS-Bench-201's six edges: ``{nb201_cell: {ops: [[...] ×
+6]}}``). Each open value is one parameter, ``BLOCK.OPTION`` or ``BLOCK.OPTION[k]`` for element k, drawn
+once per network and given to every stage of that block.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
-from space import Arch, Head, SpecError, Stage, Stem
+from space import Arch, Head, SpecError, Stage, Stem, get_preset
 from space.registry import BLOCKS
 
 from .errors import ConfigError
@@ -64,6 +71,55 @@ def stage_problem(stage: Stage, in_width: int, *, stem_norm: bool = False, where
     return None
 
 
+def option_params(block_choices: dict[str, dict[str, list]]) -> list[tuple[str, str, int | None, list]]:
+    """``(block, option, element or None, candidates)`` of every open block option, in a stable order."""
+    out = []
+    for block in sorted(block_choices):
+        for option in sorted(block_choices[block]):
+            values = block_choices[block][option]
+            if BLOCKS.entry(block).options[option].type is tuple:
+                out.extend((block, option, k, list(cands)) for k, cands in enumerate(values))
+            else:
+                out.append((block, option, None, list(values)))
+    return out
+
+
+def check_block_choices(skeleton: str | None, block_choices: dict[str, dict[str, list]]) -> None:
+    """``ValueError("field: problem")`` unless every open option names a block of the skeleton, an option of it,
+    and candidates its option schema accepts (a tuple option: one non-empty list per element)."""
+    if block_choices and skeleton is None:
+        raise ValueError("block_choices: needs space.skeleton (a preset whose stages stay fixed)")
+    stages = get_preset(skeleton).stages if skeleton is not None else ()
+    for block, options in block_choices.items():
+        if block not in {s.block for s in stages}:
+            raise ValueError(f"block_choices.{block}: not a block of skeleton {skeleton!r}; its blocks: "
+                             f"{', '.join(dict.fromkeys(s.block for s in stages))}")
+        entry = BLOCKS.entry(block)
+        for option, values in options.items():
+            where = f"block_choices.{block}.{option}"
+            spec = entry.options.get(option)
+            if spec is None:
+                raise ValueError(f"{where}: unknown option; valid: {', '.join(entry.options)}")
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{where}: must be a non-empty list of candidates")
+            if spec.type is tuple:
+                if any(not isinstance(c, list) or not c for c in values):
+                    raise ValueError(f"{where}: a tuple option takes one non-empty list of candidates per element")
+                for k, cands in enumerate(values):
+                    for c in cands:
+                        _coerce(spec, tuple(c if i == k else v[0] for i, v in enumerate(values)), f"{where}[{k}]")
+            else:
+                for c in values:
+                    _coerce(spec, c, where)
+
+
+def _coerce(spec: Any, value: Any, where: str) -> None:
+    try:
+        spec.coerce(value, where)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class SearchSpace:
     def __init__(self, cfg: SpaceConfig, *, input_size: int) -> None:
         self.cfg = cfg
@@ -73,7 +129,12 @@ class SearchSpace:
 
     @property
     def num_stages(self) -> int:
-        return len(self.cfg.strides)
+        return len(self.skeleton.stages) if self.skeleton is not None else len(self.cfg.strides)
+
+    @property
+    def skeleton(self) -> Arch | None:
+        """The preset whose stages a skeleton space keeps (None: the stage-wise space)."""
+        return get_preset(self.cfg.skeleton) if self.cfg.skeleton is not None else None
 
     def _orders(self, block: str) -> list[str]:
         supported = BLOCKS.entry(block).meta.get("orders", ("post",))
@@ -125,6 +186,8 @@ class SearchSpace:
         across stages offers different choices per block while the block varies per stage).
         """
         c, n = self.cfg, self.num_stages
+        if c.skeleton is not None:
+            return math.prod(len(cands) for *_, cands in option_params(c.block_choices))
         others = [f for f in FIELDS if f != "block"]
 
         def k(field: str, block: str) -> int:
@@ -145,6 +208,8 @@ class SearchSpace:
     def sample(self, trial: Any) -> Arch:
         """Draw one architecture with ``trial.suggest_categorical`` calls (Optuna trial or FixedTrial)."""
         c = self.cfg
+        if c.skeleton is not None:
+            return self._sample_skeleton(trial)
         shared: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
         stem_width = self._pick(trial, "stem_width", list(c.stem_width))
         stages, in_width = [], stem_width
@@ -158,6 +223,25 @@ class SearchSpace:
         try:
             return Arch(stem=stem, stages=tuple(stages), head=Head(dropout=c.head_dropout),
                         input_size=self.input_size)
+        except SpecError as exc:
+            raise InvalidSample(str(exc)) from None
+
+    def _sample_skeleton(self, trial: Any) -> Arch:
+        """The skeleton's stages with every open block option drawn once (one parameter per value or element)."""
+        drawn: dict[str, dict[str, Any]] = {}
+        for block, option, k, cands in option_params(self.cfg.block_choices):
+            name = f"{block}.{option}" if k is None else f"{block}.{option}[{k}]"
+            value = self._pick(trial, name, cands)
+            if k is None:
+                drawn.setdefault(block, {})[option] = value
+            else:
+                drawn.setdefault(block, {}).setdefault(option, []).append(value)
+        base = self.skeleton
+        try:
+            stages = tuple(dataclasses.replace(s, block_args={**s.block_kw, **{
+                o: tuple(v) if isinstance(v, list) else v for o, v in drawn.get(s.block, {}).items()}})
+                for s in base.stages)
+            return dataclasses.replace(base, stages=stages, input_size=self.input_size)
         except SpecError as exc:
             raise InvalidSample(str(exc)) from None
 
@@ -239,4 +323,5 @@ class SearchSpace:
 
     def describe(self) -> str:
         size = self.size()
-        return f"{self.num_stages} stages, {size:,} architectures (log10 {math.log10(size):.1f})"
+        base = f", skeleton {self.cfg.skeleton}" if self.cfg.skeleton is not None else ""
+        return f"{self.num_stages} stages{base}, {size:,} architectures (log10 {math.log10(size):.1f})"
