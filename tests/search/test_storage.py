@@ -24,7 +24,7 @@ import pytest
 
 from search.config import ConfigError, parse_config
 from search.results.export import export_run
-from search.run import _public_url
+from search.resume import public_url
 from search.storage import make_storage
 
 PASSWORD = "pg-S3cret-for-nas-test"
@@ -51,7 +51,7 @@ def test_passwords_stay_out_of_configs_and_run_json(tmp_path, monkeypatch):
         parse_config({"storage": f"postgresql+psycopg2://nas:{PASSWORD}@db.example.org/nas"})
     url = f"postgresql+psycopg2://nas:{PASSWORD}@db.example.org/nas"
     monkeypatch.setenv("NAS_STORAGE_URL", url)
-    assert _public_url(url, parse_config({})) == "env:NAS_STORAGE_URL"
+    assert public_url(url) == "env:NAS_STORAGE_URL"
     monkeypatch.setenv("NAS_STORAGE_URL", "redis://db.example.org/0")
     with pytest.raises(ConfigError, match="^NAS_STORAGE_URL: must be an Optuna RDB URL"):
         parse_config({}).resolved_storage(tmp_path)
