@@ -76,7 +76,7 @@ class LatencyConfig(_Model):
     it from a per-unit ``table`` (``nas latency-table``; cheap, so ``constraints.max_latency_ms`` may use
     it; every trial process reads it, so on a cluster it must be at the same path on every node, like the
     data). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
-    (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: the system temp folder)."""
+    (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: ``/tmp/nas-<uid>``, mode 0700)."""
 
     device: str = "cpu"
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)

@@ -292,9 +292,6 @@ def search_from_config(cfg: Config, *, run_dir: Path, resume: bool = False,
         if change:
             raise ConfigError(change)
         storage_url = resume_storage(record, storage_url, run_dir=run_dir)
-    data = load_data(cfg)
-    space = SearchSpace(cfg.space, input_size=data.input_size)
-    out(f"search space: {space.describe()}")
     created = next((p for p in [*reversed(run_dir.parents), run_dir] if not p.exists()), None)  # topmost new folder
     run_dir.mkdir(parents=True, exist_ok=True)
     claim = lease = None
@@ -306,6 +303,9 @@ def search_from_config(cfg: Config, *, run_dir: Path, resume: bool = False,
         study, new = _open_study(storage, cfg, run_dir=run_dir, must_exist=record is not None)
         try:
             lease = StudyLease.acquire(study)
+            data = load_data(cfg)
+            space = SearchSpace(cfg.space, input_size=data.input_size)
+            out(f"search space: {space.describe()}")
             init_ray(cfg)
         except ConfigError:
             if new:  # no empty study left in a shared database either

@@ -66,14 +66,20 @@ def bare_url(url: str) -> str:
     return make_url(url)._replace(password=None).render_as_string(hide_password=False)  # URL is a NamedTuple
 
 
+CONNECT_TIMEOUT_S = 5
+"""Seconds a database server may take to answer a new connection (libpq's ``connect_timeout``)."""
+
+
 def make_storage(url: str, *, field: str = "storage", heartbeat: bool = False) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError (10 s connect timeout).
+    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError (within
+    :data:`CONNECT_TIMEOUT_S` of connecting).
 
     ``heartbeat``: keep per-trial heartbeats (``heartbeat_interval``/``grace_period`` of search/lease.py), as
     the search driver does; readers (export, report) leave it off."""
     from .lease import GRACE_S, HEARTBEAT_S, quiet_heartbeat_warnings
 
-    engine = None if url.startswith("sqlite") else {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    engine = None if url.startswith("sqlite") else {"pool_pre_ping": True,
+                                                    "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     beat: dict[str, Any] = {}
     if heartbeat:
         quiet_heartbeat_warnings()
