@@ -163,11 +163,12 @@ def check_resources(cfg: Config) -> None:
     need = {"CPU": cfg.ray.cpus_per_trial, "GPU": cfg.ray.gpus_per_trial}
     if any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
         return
-    where = f"ray.num_cpus: {cfg.ray.num_cpus}" if cfg.ray.num_cpus is not None else \
-        ("this machine" if cfg.ray.address is None and not os.environ.get("RAY_ADDRESS") else "the cluster")
+    where = "this machine" if cfg.ray.address is None and not os.environ.get("RAY_ADDRESS") else "the cluster"
     for key, name in (("CPU", "cpus_per_trial"), ("GPU", "gpus_per_trial")):
         most = max((node.get(key, 0.0) for node in nodes), default=0.0)
         if need[key] > most:
+            if key == "CPU" and cfg.ray.num_cpus is not None:
+                where = f"ray.num_cpus: {cfg.ray.num_cpus}"
             hint = "; set gpus_per_trial: 0 (and proxy.device: cpu)" if key == "GPU" and most == 0 else ""
             raise ConfigError(f"ray.{name}: a trial needs {need[key]:g} {key}(s) but the largest Ray node has "
                               f"{most:g} ({where}); a trial could never start{hint}")
