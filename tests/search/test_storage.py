@@ -187,6 +187,13 @@ def test_search_with_postgres_storage(postgres, tmp_path, monkeypatch, capfd):
     with pytest.raises(ConfigError, match="^NAS_STORAGE_URL: the run used it"):
         export_run(run, out=lambda s: None)
 
+    # --resume in a shell without the variable must not open RUN/study.db and start the study again
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"^NAS_STORAGE_URL: the run is stored in the database this variable "
+                                          rf"named \(postgresql\+psycopg2://nas@127.0.0.1:{postgres['port']}/nas\)"):
+        search_from_config(cfg, run_dir=run, resume=True, out=said.append)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before and not (run / "study.db").exists()
+
 
 def test_pickled_storage_has_no_password_and_comes_back_with_the_variable(postgres, monkeypatch):
     """Ray pickles the searcher, storage included, into the run folder (tuner.pkl, searcher-state-*.pkl)."""
