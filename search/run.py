@@ -309,6 +309,9 @@ def search_from_config(cfg: Config, *, run_dir: Path, resume: bool = False,
             init_ray(cfg)
         except ConfigError:
             if new:  # no empty study left in a shared database either
+                if lease is not None:
+                    lease.release()
+                    lease = None
                 optuna.delete_study(study_name=cfg.name, storage=storage)
             raise
     except BaseException as exc:
