@@ -22,10 +22,13 @@ weighed:
   architecture thanks to the cache; ``nas latency-table`` pays it once per unit (seconds per unit
   when another search trains a big network with multi-second batches on the same machine).
 
-The gate files default to the system temp folder, named after the device (``nas-latency-cpu.gate``),
-so *every* search on the machine honours one another's measurements (``latency.lock_dir`` gives a
-run a private gate). What it cannot stop: processes that are not trials of a search using the gate
-(another user's job, ``nas retrain``), so numbers on a busy shared machine still carry that noise
+The gate files default to a per-user folder in the system temp folder (``/tmp/nas-<uid>``, mode 0700,
+refused when another user owns it), named after the device (``nas-latency-cpu.gate``), so every search
+of this user on the machine honours the others' measurements, and no other user can create, replace or
+hold them (``latency.lock_dir`` gives a run a private gate). Another user's searches have their own
+gate: their training is not paused for this user's measurements. What it cannot stop: processes that are
+not trials of a search using the gate (another user's job, ``nas retrain``), so numbers on a busy
+shared machine still carry that noise
 (the IQR the latency evaluator reports shows it; the per-unit table's estimator also drops passes
 the OS preempted, see ``evaluators.latency_table.timed``), and work inside a trial that is not a
 model forward (data loading between batches, a checkpoint save) is only paused at the next forward.
@@ -42,6 +45,7 @@ import contextlib
 import fcntl
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -49,6 +53,25 @@ from pathlib import Path
 from typing import Any, Iterator
 
 _LOCAL = threading.local()  # .measuring: this thread holds a gate; .training: its open training() contexts
+
+
+def user_lock_dir(base: str | Path | None = None) -> Path:
+    """``BASE/nas-<uid>`` (default BASE: the system temp folder), created with mode 0700; an existing one must
+    be a real folder owned by this user (its mode is then tightened to 0700), else PermissionError."""
+    uid = os.getuid()
+    folder = Path(base if base is not None else tempfile.gettempdir()) / f"nas-{uid}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+        what = "not a folder" if not stat.S_ISDIR(st.st_mode) else f"owned by uid {st.st_uid}"
+        raise PermissionError(f"latency.lock_dir: {str(folder)!r} is {what}, not a folder of this user "
+                              f"(uid {uid}); remove it or set latency.lock_dir")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+    return folder
 
 
 class MeasureGate:
@@ -68,12 +91,12 @@ class MeasureGate:
     def for_device(cls, device: str, directory: str | Path | None = None, **kwargs: Any) -> MeasureGate:
         """The gate of ``device`` in ``directory`` (default: the system temp folder, shared machine-wide)."""
         name = re.sub(r"[^a-z0-9]+", "-", device.strip().lower()).strip("-") or "device"
-        folder = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+        folder = Path(directory) if directory is not None else user_lock_dir()
         return cls(folder.resolve() / f"nas-latency-{name}.gate", **kwargs)
 
     def _open(self, suffix: str = "") -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(f"{self.path}{suffix}", os.O_RDONLY | os.O_CREAT, 0o666)
+        return os.open(f"{self.path}{suffix}", os.O_RDONLY | os.O_CREAT, 0o600)
 
     def _poll(self, fd: int, deadline: float, waiting_for: str) -> None:
         while True:

@@ -1,8 +1,10 @@
 """The ``nas`` command: search, export, show, onnx, retrain, prune, latency-table, report, compare,
 bench-space.
 
-A bad config, YAML or option prints one line ``nas: error: FIELD: PROBLEM`` and exits 2, before
-Ray starts or any trial runs.
+A bad config, YAML, option or input file prints one line ``nas: error: FIELD: PROBLEM`` and exits 2, before
+Ray starts or any trial runs. A failure at run time prints one line ``nas: error: TYPE: MESSAGE (traceback
+in RUN/error.log)`` and exits 1; the traceback goes to the run folder's ``error.log`` (``./nas-error.log``
+when there is none). ``NAS_DEBUG=1`` lets the exception through instead.
 """
 from __future__ import annotations
 
@@ -11,13 +13,16 @@ import json
 import logging
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 from train.cli_options import positive_int
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
+ERROR_LOG = "error.log"
 
 
 class UsageError(ValueError):
@@ -34,13 +39,19 @@ def _quiet() -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import check_run_name, load_config
     from .run import search_from_config
 
+    if args.name is not None:
+        try:
+            check_run_name(args.name)
+        except ValueError as exc:
+            raise UsageError(f"--name: {exc}") from None
     cfg = load_config(args.config)
-    if args.name:
-        cfg = cfg.model_copy(update={"name": args.name})
+    if args.name is not None:
+        cfg = cfg.model_copy(update={"name": args.name})  # checked above: the one field model_copy skips
     run_dir = Path(args.results) / cfg.name
+    args.log_dir = run_dir  # a run-time failure leaves its traceback here, once the folder exists
     print(f"nas search: run '{cfg.name}' → {run_dir}/  ({cfg.search.n_trials} trials, sampler "
           f"{cfg.search.sampler}, objectives {', '.join(cfg.objectives)})", flush=True)
     search_from_config(cfg, run_dir=run_dir, resume=args.resume, out=lambda s: print(s, flush=True))
@@ -129,6 +140,13 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
 
     if args.validate and not args.table:
         raise UsageError("--table: required with --validate (the table to check)")
+    if args.table:
+        from evaluators.latency_table import LatencyTable
+
+        try:  # a missing or malformed table is bad input (exit 2), checked before anything is measured
+            LatencyTable.load(args.table, where="--table")
+        except (ValueError, OSError) as exc:
+            raise UsageError(str(exc).splitlines()[0]) from None
     cfg = load_config(args.space)
     threads = None if args.threads == 0 else (args.threads or cfg.latency.threads)
     return latency_table_command(cfg, out_path=args.out, table_path=args.table, validate_only=args.validate,
@@ -197,12 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("retrain", help="train an architecture from scratch and report test accuracy",
                        description=retrain_cli.DESCRIPTION + " torchrun ... -m search.cli retrain ... works too.")
     retrain_cli.add_arguments(r)
-    r.set_defaults(func=cmd_retrain)
+    r.set_defaults(func=cmd_retrain, bad_input=(ValueError,))
 
     pr = sub.add_parser("prune", help="compress a retrained network to a MACs/params target and fine-tune it",
                         description=prune_cli.DESCRIPTION)
     prune_cli.add_arguments(pr)
-    pr.set_defaults(func=cmd_prune)
+    pr.set_defaults(func=cmd_prune, bad_input=(ValueError,))
 
     lt = sub.add_parser("latency-table", help="measure a per-unit latency table for a config's space, or validate one",
                         description="Times every unit (stem, block, head) the config's search space can build, "
@@ -239,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--data-dir", default=None, help="where the run's data set lives now (default: the config's)")
     cp.add_argument("--threads", type=positive_int, default=None, help="default: the run's ray.cpus_per_trial")
     cp.add_argument("--force", action="store_true", help="re-measure presets already in compare.json")
-    cp.set_defaults(func=cmd_compare)
+    cp.set_defaults(func=cmd_compare, bad_input=(ValueError,))
 
     bs = sub.add_parser("bench-space", help="repeated searches on a tabular benchmark: best accuracy, hypervolume, "
                                             "orchestration overhead")
@@ -273,6 +291,11 @@ def cmd_bench_space(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``nas`` command: 0 done, 2 bad input (one line), 1 a failure at run time (one line + error.log).
+
+    Bad input is a :class:`ConfigError`, :class:`SpecError` or :class:`UsageError` (file-reading problems are
+    turned into one where the file is read). ``retrain``, ``prune`` and ``compare`` check their options by
+    raising ``ValueError`` (``bad_input`` on their parsers), so for them any ``ValueError`` is bad input."""
     from space import SpecError
 
     from .errors import ConfigError
@@ -282,17 +305,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet()
     try:
         return args.func(args)
-    except (ConfigError, SpecError, UsageError) as exc:
-        print(f"nas: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:
-        if os.environ.get("NAS_DEBUG"):
-            raise
+    except (ConfigError, SpecError, UsageError, *getattr(args, "bad_input", ())) as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("nas: interrupted; resume with --resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if os.environ.get("NAS_DEBUG"):
+            raise
+        text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
+        print(f"nas: error: {type(exc).__name__}{': ' + text if text else ''} ({_save_traceback(args, argv)})",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _save_traceback(args: argparse.Namespace, argv: Sequence[str] | None) -> str:
+    """Write the current exception's traceback to RUN/error.log (else ./nas-error.log); say where it went."""
+    folder = getattr(args, "log_dir", None) or getattr(args, "run_dir", None)
+    targets = ([Path(folder) / ERROR_LOG] if folder is not None and Path(folder).is_dir() else []) + \
+        [Path("nas-error.log")]
+    stamp = f"nas {' '.join(sys.argv[1:] if argv is None else argv)}\n"
+    for path in targets:
+        try:
+            with open(path, "a") as f:
+                f.write(stamp + traceback.format_exc() + "\n")
+            return f"traceback in {path}"
+        except OSError:
+            continue
+    return "traceback not saved: no writable folder"
 
 
 if __name__ == "__main__":

@@ -7,13 +7,19 @@ on when a token is at hand (a cluster started with ``ray start --head`` requires
 ``~/.ray/auth_token`` exists), and every failure becomes one :class:`ConfigError` line naming
 ``ray.address``.
 
-A search driver leaves ``driver.json`` in its run folder (pid, process start time, Ray session
-folder). ``--resume`` refuses to run beside a live driver of the same run, and kills what a
-SIGKILLed driver left behind: the processes still holding files of its embedded Ray session
-(Ray's agents outlive a killed driver), and nothing else.
+A search driver claims its run folder before anything starts: an exclusive ``flock`` on the folder
+(atomic; the kernel drops it when the driver dies, however it dies) and ``driver.json`` (pid, process
+start time, later its Ray session folder). A second driver of the same run is refused with one line, and a
+``--resume`` after a SIGKILLed driver kills what it left behind: the processes still holding files of its
+embedded Ray session (Ray's agents outlive a killed driver), and nothing else.
+
+``check_resources(cfg)`` runs right after connecting: a trial that no node could ever place
+(``ray.cpus_per_trial``/``ray.gpus_per_trial`` above what the largest node has) stops the search with
+one line naming the field, instead of waiting forever.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -146,6 +152,30 @@ def connect(cfg: Config) -> None:
             log.unlink(missing_ok=True)
 
 
+def check_resources(cfg: Config) -> None:
+    """Refuse (ConfigError naming the field) a trial no alive node of the connected cluster could ever place."""
+    import ray
+
+    try:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    except Exception:  # a Ray client without node information: nothing to check against
+        return
+    need = {"CPU": cfg.ray.cpus_per_trial, "GPU": cfg.ray.gpus_per_trial}
+    if any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
+        return
+    where = "this machine" if cfg.ray.address is None and not os.environ.get("RAY_ADDRESS") else "the cluster"
+    for key, name in (("CPU", "cpus_per_trial"), ("GPU", "gpus_per_trial")):
+        most = max((node.get(key, 0.0) for node in nodes), default=0.0)
+        if need[key] > most:
+            if key == "CPU" and cfg.ray.num_cpus is not None:
+                where = f"ray.num_cpus: {cfg.ray.num_cpus}"
+            hint = "; set gpus_per_trial: 0 (and proxy.device: cpu)" if key == "GPU" and most == 0 else ""
+            raise ConfigError(f"ray.{name}: a trial needs {need[key]:g} {key}(s) but the largest Ray node has "
+                              f"{most:g} ({where}); a trial could never start{hint}")
+    raise ConfigError(f"ray.cpus_per_trial: no single Ray node has {need['CPU']:g} CPU(s) and "
+                      f"{need['GPU']:g} GPU(s) together ({where}); a trial could never start")
+
+
 def session_dir() -> str | None:
     """This driver's Ray session folder when it started Ray itself (embedded); None when it joined a cluster."""
     try:
@@ -211,27 +241,62 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def claim_run(run_dir: Path, *, out: Callable[[str], None] = print) -> None:
-    """Before (re)starting a run: refuse if its driver still lives; clean up after one that was killed."""
-    path = Path(run_dir) / DRIVER_FILE
-    if not path.is_file():
-        return
+class RunClaim:
+    """This driver's hold on a run folder: an open descriptor of the folder with an exclusive ``flock``.
+    The descriptor is not inherited by child processes (Ray's), so the lock ends with this process."""
+
+    def __init__(self, run_dir: Path, fd: int) -> None:
+        self.run_dir, self.fd = Path(run_dir), fd
+
+    def release(self) -> None:
+        """Remove ``driver.json`` (if it is this process's) and drop the lock."""
+        release_run(self.run_dir)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        if getattr(self, "fd", -1) >= 0:
+            os.close(self.fd)
+
+
+def claim_run(run_dir: Path, *, out: Callable[[str], None] = print, field: str = "--resume") -> RunClaim:
+    """Before (re)starting a run: lock its (existing) folder, refuse if a live driver holds it, clean up after one
+    that was killed, and write this driver's ``driver.json``."""
+    run_dir = Path(run_dir)
+    path = run_dir / DRIVER_FILE
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        pid = _recorded(path).get("pid", "?")
+        raise ConfigError(f"{field}: run folder {str(run_dir)!r} is being searched by process {pid}; "
+                          f"stop it first (or wait for it to finish)") from None
+    claim = RunClaim(run_dir, fd)
+    rec = _recorded(path)
     same_host = rec.get("host") == socket.gethostname()
     pid = rec.get("pid")
     if same_host and isinstance(pid, int) and pid != os.getpid() and _alive(pid) \
-            and _start_ticks(pid) == rec.get("start_ticks"):
-        raise ConfigError(f"--resume: run folder {str(run_dir)!r} is being searched by process {pid}; "
+            and _start_ticks(pid) == rec.get("start_ticks"):  # a driver of an older version (no lock)
+        claim.release()
+        raise ConfigError(f"{field}: run folder {str(run_dir)!r} is being searched by process {pid}; "
                           f"stop it first (or wait for it to finish)")
     session = rec.get("session_dir")
     if same_host and _is_ray_session(session):
         n = kill_processes(processes_using(session))
         if n:
             out(f"stopped {n} leftover Ray process(es) of the interrupted driver (pid {pid})")
-    path.unlink(missing_ok=True)
+    record_driver(run_dir, session_dir=None)
+    return claim
+
+
+def _recorded(path: Path) -> dict[str, Any]:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
 
 
 def _is_ray_session(path: Any) -> bool:
@@ -242,10 +307,10 @@ def _is_ray_session(path: Any) -> bool:
     return p.name.startswith("session_") and len(p.parts) > 2 and (p / "logs").is_dir()
 
 
-def record_driver(run_dir: Path) -> None:
+def record_driver(run_dir: Path, *, session_dir: str | None = None) -> None:
     """Write ``driver.json``: this process and its embedded Ray session (for :func:`claim_run`)."""
     pid = os.getpid()
-    rec = {"pid": pid, "start_ticks": _start_ticks(pid), "host": socket.gethostname(), "session_dir": session_dir(),
+    rec = {"pid": pid, "start_ticks": _start_ticks(pid), "host": socket.gethostname(), "session_dir": session_dir,
            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     (Path(run_dir) / DRIVER_FILE).write_text(json.dumps(rec, indent=2))
 

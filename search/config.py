@@ -6,6 +6,7 @@ would be valid (pydantic models with ``extra="forbid"``; choice names checked ag
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,16 @@ from .limits import TIE_BREAK, ConstraintsConfig, SelectConfig, given_limits, im
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 from .schedulers import SCHEDULERS, check_scheduler, scheduler_options
 from .storage import check_storage_url
+from .yaml_file import read_yaml
+
+RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder name under ``--results``: letters, digits, ``._-``, never ``.`` or ``..``."""
+    if not RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"must be a folder name of letters, digits, '.', '_' or '-' (not '.' or '..'), got {name!r}")
+    return name
 
 
 class DataConfig(_Model):
@@ -76,7 +87,7 @@ class LatencyConfig(_Model):
     it from a per-unit ``table`` (``nas latency-table``; cheap, so ``constraints.max_latency_ms`` may use
     it; every trial process reads it, so on a cluster it must be at the same path on every node, like the
     data). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
-    (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: the system temp folder)."""
+    (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: ``/tmp/nas-<uid>``, mode 0700)."""
 
     device: str = "cpu"
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
@@ -288,7 +299,7 @@ class Config(_Model):
     that model. ``metric_evaluators``: metric → the evaluator that computes it instead of its default one
     (``{val_acc: nb201_table}``: look NAS-Bench-201 cells up instead of training them)."""
 
-    name: str = Field("search", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = "search"
     plugins: list[str] = Field(default_factory=list)
     data: DataConfig = Field(default_factory=DataConfig)
     space: SpaceConfig = Field(default_factory=SpaceConfig)
@@ -329,6 +340,11 @@ class Config(_Model):
             if evaluator not in valid:
                 raise FieldError(metric, f"must be one of {', '.join(valid)}; got {evaluator!r}")
         return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_run_name(v)
 
     @field_validator("plugins")
     @classmethod
@@ -451,6 +467,9 @@ def _check_latency(cfg: Config) -> None:
 
 def _check_devices(cfg: Config) -> None:
     """Options that cannot work together on Ray: embedded-only settings with an address, GPU work on no GPU."""
+    if cfg.ray.num_cpus is not None and cfg.ray.cpus_per_trial > cfg.ray.num_cpus:
+        raise ConfigError(f"ray.cpus_per_trial: a trial needs {cfg.ray.cpus_per_trial:g} CPUs but the Ray started "
+                          f"here has ray.num_cpus: {cfg.ray.num_cpus}; a trial could never start")
     if cfg.ray.address is not None:
         for key in ("num_cpus", "temp_dir"):
             if getattr(cfg.ray, key) is not None:
@@ -478,17 +497,9 @@ def _check_buildable(cfg: Config) -> None:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file (safe loader: ``!!python`` tags are rejected)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"<config>: file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"<config>: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
-    return parse_config(data)
+    """Read (:func:`search.yaml_file.read_yaml`: size, UTF-8, duplicate keys, safe loader) and validate a YAML
+    config file."""
+    return parse_config(read_yaml(path))
 
 
 def dump_config(cfg: Config) -> str:

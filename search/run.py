@@ -20,10 +20,12 @@ from optuna.trial import TrialState
 from evaluators import get_metric
 from space import from_yaml
 
-from .cluster import claim_run, connect, record_driver, release_run
+from .cluster import check_resources, claim_run, connect, record_driver, session_dir
 from .config import Config, dump_config
 from .errors import ConfigError
 from .faults import fault_kind
+from .lease import LEASE_ATTR, StudyLease, abandoned_trials, record_trial_heartbeat, storage_handle
+from .resume import fingerprint, fingerprint_change, read_record, resume_storage, write_record
 from .samplers import make_sampler
 from .schedulers import is_intermediate, make_scheduler
 from .searcher import NasOptunaSearch
@@ -36,15 +38,20 @@ FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 def close_interrupted(study: optuna.Study) -> int:
-    """Mark RUNNING trials of a killed run FAIL ('interrupted') and re-queue their parameters; return how many.
+    """Mark abandoned RUNNING trials FAIL ('interrupted') and re-queue their parameters; return how many.
 
-    An interrupted trial does not count against the budget (:func:`budget_used`). One whose sampling had
+    Abandoned: no live driver owns them (search/lease.py: no owner, an owner on this machine that no longer
+    runs, or a heartbeat older than the grace period); the trials of a live driver are left alone. An
+    interrupted trial does not count against the budget (:func:`budget_used`). One whose sampling had
     finished (it has an ``arch_id``) is re-queued (``study.enqueue_trial`` with its parameters), so the
     resumed search evaluates that architecture first; one killed while being sampled is not.
     """
     n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        _close_as_interrupted(study, t)
+    for t in abandoned_trials(study):
+        try:
+            _close_as_interrupted(study, t)
+        except optuna.exceptions.UpdateFinishedTrialError:  # its driver finished it meanwhile
+            continue
         if "arch_id" in t.user_attrs:
             study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
         n += 1
@@ -52,13 +59,9 @@ def close_interrupted(study: optuna.Study) -> int:
 
 
 def _close_as_interrupted(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
-    """Mark a RUNNING trial FAIL with the reason 'interrupted'.
-
-    Optuna has no public API to set user attributes on a trial the caller did not ask for (``study.tell``
-    takes no attributes, and ``Trial`` needs the storage's trial id), so this reaches the storage through
-    ``study._storage`` and ``FrozenTrial._trial_id``, here only.
-    """
-    storage, trial_id = study._storage, t._trial_id
+    """Mark a RUNNING trial FAIL with the reason 'interrupted' (through the storage: Optuna has no public API
+    to set attributes on a trial the caller did not ask for; :func:`search.lease.storage_handle`)."""
+    storage, _, trial_id = storage_handle(study, t)
     storage.set_trial_user_attr(trial_id, "fail_reason", "interrupted: the search driver stopped")
     storage.set_trial_user_attr(trial_id, "interrupted", True)
     storage.set_trial_state_values(trial_id, TrialState.FAIL)
@@ -101,13 +104,18 @@ class DefineByRun:
 
     Records ``arch_id``/``arch_yaml`` on the Optuna trial at sampling time; an invalid combination
     becomes ``{"invalid": reason}`` and the trial fails with that reason without building anything.
+    ``owner``: the driver's id (search/lease.py), recorded first, after the trial's first heartbeat.
     """
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[str]) -> None:
+    def __init__(self, space: SearchSpace, objectives: Sequence[str], owner: str | None = None) -> None:
         self.space = space
         self.objectives = list(objectives)
+        self.owner = owner
 
     def __call__(self, trial: Any) -> dict[str, Any]:
+        if self.owner is not None:
+            record_trial_heartbeat(trial.study, trial)
+            trial.set_user_attr(LEASE_ATTR, self.owner)
         try:
             arch = self.space.sample(trial)
         except InvalidSample as exc:
@@ -196,10 +204,13 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
                sampler: optuna.samplers.BaseSampler, storage: optuna.storages.BaseStorage, study_name: str,
                n_trials: int, run_dir: Path, max_concurrent: int | None = None,
                resources: dict[str, float] | None = None, out: Callable[[str], None] = print,
-               study_attrs: dict[str, Any] | None = None, scheduler: Any | None = None) -> optuna.Study:
+               study_attrs: dict[str, Any] | None = None, scheduler: Any | None = None,
+               lease: StudyLease | None = None) -> optuna.Study:
     """Run (or continue) the study ``study_name`` until it holds ``n_trials`` finished trials.
 
-    ``scheduler``: a Ray Tune TrialScheduler (e.g. search/schedulers/mo_asha.py's MO-ASHA) or None (FIFO)."""
+    ``scheduler``: a Ray Tune TrialScheduler (e.g. search/schedulers/mo_asha.py's MO-ASHA) or None (FIFO).
+    ``lease``: this driver's lease on the study (search/lease.py; the caller releases it): its trials are
+    owned and kept beating, so another driver never closes them; without one they carry no owner."""
     from ray import tune
 
     modes = [get_metric(o).direction for o in objectives]
@@ -220,7 +231,8 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
         out(f"study {study_name!r} already has {done} finished trials (budget {n_trials}); nothing to run")
         return study
 
-    searcher = NasOptunaSearch(space=DefineByRun(space, objectives), metric=list(objectives),
+    searcher = NasOptunaSearch(space=DefineByRun(space, objectives, lease.owner if lease else None),
+                               metric=list(objectives),
                                mode=modes, sampler=sampler, storage=storage,
                                study_name=study_name)
     # A failed trial reports only ``trial_error``; Tune's strict check would abort the whole run on it.
@@ -246,45 +258,105 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
 
 
 def init_ray(cfg: Config) -> None:
-    """Start embedded Ray or join ``ray.address`` (search/cluster.py); an unreachable cluster raises ConfigError."""
+    """Start embedded Ray or join ``ray.address`` (search/cluster.py) and check a trial fits on a node; an
+    unreachable cluster or an impossible request raises ConfigError (and stops the Ray started here)."""
+    import ray
+
+    started = not ray.is_initialized()
     connect(cfg)
+    try:
+        check_resources(cfg)
+    except ConfigError:
+        if started:
+            ray.shutdown()
+        raise
 
 
 def search_from_config(cfg: Config, *, run_dir: Path, resume: bool = False,
                        out: Callable[[str], None] = print) -> optuna.Study:
-    """Everything ``nas search`` does: validate, set up the run folder, run, export."""
+    """Everything ``nas search`` does: validate, set up the run folder, run, export.
+
+    Every refusal (a taken run folder or study, another storage or config on ``--resume``, an unreachable
+    storage or cluster, an impossible resource request) raises ConfigError before any trial runs, leaving
+    no new run folder and an old one as it was."""
     from .evaluation import load_data
 
     run_dir = Path(run_dir)
-    db = run_dir / "run.json"
-    if db.exists() and not resume:
+    if (run_dir / "run.json").exists() and not resume:
         raise ConfigError(f"--name: run folder {str(run_dir)!r} already exists; pass --resume to continue it "
                           f"or choose another --name")
-    data = load_data(cfg)
-    space = SearchSpace(cfg.space, input_size=data.input_size)
-    out(f"search space: {space.describe()}")
+    record = read_record(run_dir) if resume and (run_dir / "run.json").exists() else None
     storage_url = cfg.resolved_storage(run_dir)
-    claim_run(run_dir, out=out)  # a live driver of this run: refuse; a killed one: stop its leftover Ray processes
+    if record is not None:
+        change = fingerprint_change(record.get("fingerprint") or {}, fingerprint(cfg), run_dir=run_dir)
+        if change:
+            raise ConfigError(change)
+        storage_url = resume_storage(record, storage_url, run_dir=run_dir)
     created = next((p for p in [*reversed(run_dir.parents), run_dir] if not p.exists()), None)  # topmost new folder
     run_dir.mkdir(parents=True, exist_ok=True)
+    claim = lease = None
     try:
-        storage = make_storage(storage_url, field="NAS_STORAGE_URL" if os.environ.get("NAS_STORAGE_URL") else "storage")
-        init_ray(cfg)
-    except ConfigError:
-        if created is not None:  # a bad storage or cluster leaves no run folder behind
+        # a live driver of this run: refuse; a killed one: stop its leftover Ray processes
+        claim = claim_run(run_dir, out=out, field="--resume" if resume else "--name")
+        storage = make_storage(storage_url, heartbeat=True,
+                               field="NAS_STORAGE_URL" if os.environ.get("NAS_STORAGE_URL") else "storage")
+        study, new = _open_study(storage, cfg, run_dir=run_dir, must_exist=record is not None)
+        try:
+            lease = StudyLease.acquire(study)
+            data = load_data(cfg)
+            space = SearchSpace(cfg.space, input_size=data.input_size)
+            out(f"search space: {space.describe()}")
+            init_ray(cfg)
+        except ConfigError:
+            if new:  # no empty study left in a shared database either
+                if lease is not None:
+                    lease.release()
+                    lease = None
+                optuna.delete_study(study_name=cfg.name, storage=storage)
+            raise
+    except BaseException as exc:
+        if lease is not None:
+            lease.release()
+        if claim is not None:
+            claim.release()
+        if isinstance(exc, ConfigError) and created is not None:  # a refused run leaves no run folder behind
             shutil.rmtree(created, ignore_errors=True)
         raise
-    record_driver(run_dir)
+    record_driver(run_dir, session_dir=session_dir())
     (run_dir / "config.yaml").write_text(dump_config(cfg))
-    db.write_text(json.dumps({"study_name": cfg.name, "storage": _public_url(storage_url, cfg)}, indent=2))
+    write_record(run_dir, study_name=cfg.name, storage_url=storage_url, cfg=cfg)
     try:
-        return _search(cfg, run_dir, storage, space, data, out)
+        return _search(cfg, run_dir, storage, space, data, out, lease=lease)
     finally:
-        release_run(run_dir)
+        lease.release()
+        claim.release()
+
+
+def _open_study(storage: optuna.storages.BaseStorage, cfg: Config, *, run_dir: Path,
+                must_exist: bool) -> tuple[optuna.Study, bool]:
+    """The run's study and whether it was created now; a resumed run's study must exist and every stored
+    study must have been started with this fingerprint (ConfigError otherwise)."""
+    exists = cfg.name in optuna.study.get_all_study_names(storage)
+    if must_exist and not exists:
+        raise ConfigError(f"--resume: the run's storage holds no study {cfg.name!r} (it was deleted, or the storage "
+                          f"is another database); the run cannot be resumed")
+    directions = ["maximize" if d == "max" else "minimize" for d in cfg.directions]
+    study = optuna.create_study(storage=storage, study_name=cfg.name, directions=directions, load_if_exists=True)
+    if exists:
+        started = study.user_attrs.get("fingerprint")
+        if started is None and isinstance(study.user_attrs.get("config"), dict):  # a run of an older version
+            try:
+                started = fingerprint(Config.model_validate(study.user_attrs["config"]))
+            except ValueError:
+                started = None
+        change = fingerprint_change(started or {}, fingerprint(cfg), run_dir=run_dir)
+        if change:
+            raise ConfigError(change)
+    return study, not exists
 
 
 def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, space: SearchSpace, data: Any,
-            out: Callable[[str], None]) -> optuna.Study:
+            out: Callable[[str], None], *, lease: StudyLease) -> optuna.Study:
     from .evaluation import ArchEvaluation
     from .results.export import export_run
 
@@ -298,8 +370,9 @@ def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, sp
                        max_concurrent=cfg.search.max_concurrent, resources=resources, out=out,
                        scheduler=make_scheduler(cfg.scheduler.name, cfg.scheduler.options, objectives=cfg.objectives,
                                                 modes=cfg.directions, max_t=cfg.proxy.epochs),
-                       study_attrs={"config": cfg.model_dump(mode="json"), "input_size": data.input_size,
-                                    "num_classes": data.num_classes, "in_chans": data.in_chans})
+                       study_attrs={"config": cfg.model_dump(mode="json"), "fingerprint": fingerprint(cfg),
+                                    "input_size": data.input_size, "num_classes": data.num_classes,
+                                    "in_chans": data.in_chans}, lease=lease)
     export_run(run_dir, storage=storage, out=out)
     return study
 
@@ -309,10 +382,3 @@ def _n_trials(storage: optuna.storages.BaseStorage, name: str) -> int:
         return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
     except KeyError:
         return 0
-
-
-def _public_url(url: str, cfg: Config) -> str:
-    """The storage URL as written to run.json: never a password (``env:NAS_STORAGE_URL`` instead)."""
-    if os.environ.get("NAS_STORAGE_URL") and url == os.environ["NAS_STORAGE_URL"]:
-        return "env:NAS_STORAGE_URL"
-    return url

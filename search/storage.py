@@ -59,11 +59,33 @@ def _masked(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def make_storage(url: str, *, field: str = "storage") -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError (10 s connect timeout)."""
-    engine = None if url.startswith("sqlite") else {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+def bare_url(url: str) -> str:
+    """``url`` without its password (what may be written to a run folder and compared across shells)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)  # URL is a NamedTuple
+
+
+CONNECT_TIMEOUT_S = 5
+"""Seconds a database server may take to answer a new connection (libpq's ``connect_timeout``)."""
+
+
+def make_storage(url: str, *, field: str = "storage", heartbeat: bool = False) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for ``url``; a bad URL or unreachable server raises ConfigError (within
+    :data:`CONNECT_TIMEOUT_S` of connecting).
+
+    ``heartbeat``: keep per-trial heartbeats (``heartbeat_interval``/``grace_period`` of search/lease.py), as
+    the search driver does; readers (export, report) leave it off."""
+    from .lease import GRACE_S, HEARTBEAT_S, quiet_heartbeat_warnings
+
+    engine = None if url.startswith("sqlite") else {"pool_pre_ping": True,
+                                                    "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    beat: dict[str, Any] = {}
+    if heartbeat:
+        quiet_heartbeat_warnings()
+        beat = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
     try:
-        return _RDBStorage(url, engine_kwargs=engine)
+        return _RDBStorage(url, engine_kwargs=engine, **beat)
     except Exception as exc:  # sqlalchemy raises many types; all mean "cannot open this storage"
         safe = url.split("@")[-1] if "@" in url else url
         detail = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]

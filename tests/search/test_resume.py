@@ -76,7 +76,9 @@ def test_claim_run_refuses_a_live_driver_and_cleans_after_a_dead_one(tmp_path):
             claim_run(tmp_path, out=lambda s: None)
         rec["start_ticks"] += 1  # same pid, another process (pid reuse): not our driver
         (tmp_path / DRIVER_FILE).write_text(json.dumps(rec))
-        claim_run(tmp_path, out=lambda s: None)
+        claim = claim_run(tmp_path, out=lambda s: None)
+        assert json.loads((tmp_path / DRIVER_FILE).read_text())["pid"] == os.getpid()  # the record is now ours
+        claim.release()
         assert not (tmp_path / DRIVER_FILE).exists()
     finally:
         live.kill()
@@ -94,7 +96,7 @@ def test_claim_run_refuses_a_live_driver_and_cleans_after_a_dead_one(tmp_path):
         (tmp_path / DRIVER_FILE).write_text(json.dumps({"pid": dead.pid, "start_ticks": 1, "host": socket.gethostname(),
                                                         "session_dir": str(session)}))
         said: list[str] = []
-        claim_run(tmp_path, out=said.append)
+        claim_run(tmp_path, out=said.append).release()
         assert holder.wait(timeout=10) == -signal.SIGKILL
         assert said == [f"stopped 1 leftover Ray process(es) of the interrupted driver (pid {dead.pid})"]
         assert not (tmp_path / DRIVER_FILE).exists()
@@ -113,7 +115,7 @@ def test_claim_run_never_sweeps_a_folder_that_is_not_a_ray_session(tmp_path):
         for bad in ("/", str(tmp_path), "relative/session_x", None):
             (tmp_path / DRIVER_FILE).write_text(json.dumps({"pid": 1 << 22, "host": socket.gethostname(),
                                                             "session_dir": bad}))
-            claim_run(tmp_path, out=lambda s: None)
+            claim_run(tmp_path, out=lambda s: None).release()
             assert holder.poll() is None, f"session_dir {bad!r} swept a process"
     finally:
         holder.kill()

@@ -24,7 +24,7 @@ import pytest
 
 from search.config import ConfigError, parse_config
 from search.results.export import export_run
-from search.run import _public_url
+from search.resume import public_url
 from search.storage import make_storage
 
 PASSWORD = "pg-S3cret-for-nas-test"
@@ -51,7 +51,7 @@ def test_passwords_stay_out_of_configs_and_run_json(tmp_path, monkeypatch):
         parse_config({"storage": f"postgresql+psycopg2://nas:{PASSWORD}@db.example.org/nas"})
     url = f"postgresql+psycopg2://nas:{PASSWORD}@db.example.org/nas"
     monkeypatch.setenv("NAS_STORAGE_URL", url)
-    assert _public_url(url, parse_config({})) == "env:NAS_STORAGE_URL"
+    assert public_url(url) == "env:NAS_STORAGE_URL"
     monkeypatch.setenv("NAS_STORAGE_URL", "redis://db.example.org/0")
     with pytest.raises(ConfigError, match="^NAS_STORAGE_URL: must be an Optuna RDB URL"):
         parse_config({}).resolved_storage(tmp_path)
@@ -186,6 +186,13 @@ def test_search_with_postgres_storage(postgres, tmp_path, monkeypatch, capfd):
     monkeypatch.delenv("NAS_STORAGE_URL")
     with pytest.raises(ConfigError, match="^NAS_STORAGE_URL: the run used it"):
         export_run(run, out=lambda s: None)
+
+    # --resume in a shell without the variable must not open RUN/study.db and start the study again
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"^NAS_STORAGE_URL: the run is stored in the database this variable "
+                                          rf"named \(postgresql\+psycopg2://nas@127.0.0.1:{postgres['port']}/nas\)"):
+        search_from_config(cfg, run_dir=run, resume=True, out=said.append)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before and not (run / "study.db").exists()
 
 
 def test_pickled_storage_has_no_password_and_comes_back_with_the_variable(postgres, monkeypatch):
