@@ -14,6 +14,7 @@ must be 0), finished trials against the budget, and the wall time against an uni
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import random
@@ -53,7 +54,7 @@ def snapshot(db: Path) -> dict[int, dict[str, Any]]:
         return {}
     con = sqlite3.connect(db, timeout=30)
     try:
-        rows = con.execute("SELECT trial_id, number, state FROM trials").fetchall()
+        rows = con.execute("SELECT trial_id, number, state, datetime_start FROM trials").fetchall()
         values: dict[int, list] = {}
         for tid, v in con.execute("SELECT trial_id, value FROM trial_values ORDER BY trial_id, objective"):
             values.setdefault(tid, []).append(v)
@@ -65,12 +66,15 @@ def snapshot(db: Path) -> dict[int, dict[str, Any]]:
         return {}
     finally:
         con.close()
-    return {n: {"state": s, "values": values.get(tid), **attrs.get(tid, {})} for tid, n, s in rows}
+    return {n: {"state": s, "values": values.get(tid), "start": start, **attrs.get(tid, {})}
+            for tid, n, s, start in rows}
 
 
-def training(db: Path) -> bool:
-    """True when a sampled trial (it has an arch_id) is RUNNING."""
-    return any(t["state"] == "RUNNING" and t.get("arch_id") for t in snapshot(db).values())
+def training(db: Path, since: str) -> bool:
+    """True when a trial sampled by this driver (it has an arch_id; started at or after ``since``, Optuna's local
+    ISO time) is RUNNING; a killed driver's RUNNING trials stay so until the resumed one closes them."""
+    return any(t["state"] == "RUNNING" and t.get("arch_id") and (t["start"] or "") >= since
+               for t in snapshot(db).values())
 
 
 def workers(run: Path) -> list[int]:
@@ -131,6 +135,7 @@ class Run:
             proc = subprocess.Popen([*cmd, *(["--resume"] if self.starts else [])], cwd=self.path.parent,
                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
+        self.since = datetime.datetime.now().isoformat(sep=" ")
         self.deadline = time.time() + self.timeout
         return proc
 
@@ -165,7 +170,7 @@ def run_mode(mode: str | None, run: Run, *, interruptions: int, rng: random.Rand
     while True:
         proc = run.start()
         while mode is not None and delivered < interruptions:
-            if not run.wait_until(proc, lambda: training(run.db)):
+            if not run.wait_until(proc, lambda: training(run.db, run.since)):
                 break
             time.sleep(rng.uniform(0.0, max_delay))
             if mode == "worker":
