@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import traceback
 import warnings
@@ -54,7 +55,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     args.log_dir = run_dir  # a run-time failure leaves its traceback here, once the folder exists
     print(f"nas search: run '{cfg.name}' → {run_dir}/  ({cfg.search.n_trials} trials, sampler "
           f"{cfg.search.sampler}, objectives {', '.join(cfg.objectives)})", flush=True)
-    search_from_config(cfg, run_dir=run_dir, resume=args.resume, out=lambda s: print(s, flush=True))
+    try:
+        search_from_config(cfg, run_dir=run_dir, resume=args.resume, out=lambda s: print(s, flush=True))
+    except KeyboardInterrupt:
+        again = ["nas", "search", args.config, *(["--name", args.name] if args.name else []),
+                 "--results", args.results, "--resume"]
+        print(f"nas: interrupted; resume with: {shlex.join(again)}", file=sys.stderr, flush=True)
+        return 130
     return 0
 
 

@@ -10,6 +10,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,7 +30,7 @@ from .lease import LEASE_ATTR, StudyLease, abandoned_trials, record_trial_heartb
 from .resume import fingerprint, fingerprint_change, read_record, resume_storage, write_record
 from .samplers import make_sampler
 from .schedulers import is_intermediate, make_scheduler
-from .searcher import NasOptunaSearch
+from .searcher import NasOptunaSearch, epoch_arrivals
 from .space_def import InvalidSample, SearchSpace
 from .storage import make_storage
 
@@ -230,6 +232,11 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     if remaining <= 0:
         out(f"study {study_name!r} already has {done} finished trials (budget {n_trials}); nothing to run")
         return study
+    if scheduler is not None and hasattr(scheduler, "replay"):
+        arrivals = epoch_arrivals(study.get_trials(deepcopy=False), objectives)
+        scheduler.replay(arrivals)
+        if arrivals:
+            out(f"scheduler: replayed {len(arrivals)} per-epoch report(s) of the stored trials into its rungs")
 
     searcher = NasOptunaSearch(space=DefineByRun(space, objectives, lease.owner if lease else None),
                                metric=list(objectives),
@@ -238,6 +245,9 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     # A failed trial reports only ``trial_error``; Tune's strict check would abort the whole run on it.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # one FAIL line per trial; traces stay in error.txt
+    # Tune's own SIGINT handler ends the run as if it had finished (running trials told with their last epoch,
+    # the export run on a half search); without it Ctrl-C raises KeyboardInterrupt out of tuner.fit.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     trainable = tune.with_parameters(_trainable, evaluate=evaluate)
     if resources:
         trainable = tune.with_resources(trainable, resources)
@@ -250,11 +260,29 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
         run_config=tune.RunConfig(name=f"{study_name}-{int(time.time())}",
                                   storage_path=str((run_dir / "ray").resolve()), verbose=0, callbacks=[progress]),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        _on_interrupt(study, out)
+        raise
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(progress.kinds.items()))
     out(f"finished {progress.done - done} trial(s) this run, {progress.failed} failed"
         + (f" ({kinds})" if kinds else ""))
     return study
+
+
+def _on_interrupt(study: optuna.Study, out: Callable[[str], None]) -> None:
+    """First Ctrl-C: record the running trials as interrupted (:func:`close_interrupted`: re-queued, not counted
+    in the budget); from here on a second Ctrl-C ends the process at once."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop_now)
+    n = close_interrupted(study)
+    out(f"interrupted: {n} running trial(s) recorded as interrupted (re-run first on --resume, not counted in "
+        f"the budget); nothing exported")
+
+
+def _stop_now(signum: int, frame: Any) -> None:
+    os._exit(130)
 
 
 def init_ray(cfg: Config) -> None:

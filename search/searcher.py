@@ -7,13 +7,19 @@ and how it ran and, for a failed trial, its reason.
 A trial whose result carries ``trial_error`` or a non-finite objective is told as FAIL. A trial whose
 last result is a per-epoch report (a scheduler stopped it early: search/schedulers/) is told as PRUNED,
 never COMPLETE, with ``pruned_at_epoch`` and its values at that epoch as user attributes.
+
+Every per-epoch report is stored as it arrives: the first objective as the trial's Optuna intermediate value
+at step ``epoch`` (optuna-dashboard draws them as learning curves), and every objective, with the arrival
+time, appended to the user attribute :data:`EPOCH_ATTR`, from which :func:`epoch_arrivals` rebuilds a
+scheduler's rungs on resume.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+import time
+from typing import Any, Iterable, Sequence
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from evaluators import list_metrics
@@ -30,7 +36,46 @@ def recorded() -> list[str]:
     return ["arch_id", *list_metrics(), *RUN_ATTRS]
 
 
+EPOCH_ATTR = "epoch_objectives"
+"""User attribute: the trial's per-epoch reports, ``[{"epoch": e, "at": unix time, "values": {objective: v}}]``."""
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def epoch_arrivals(trials: Iterable[FrozenTrial], objectives: Sequence[str]) -> list[tuple[str, float, list[float]]]:
+    """``(key, epoch, objective vector)`` of every per-epoch report of the finished, not interrupted ``trials``,
+    in the order they arrived; ``key`` is ``"stored-<number>"``. An interrupted trial is left out: its
+    architecture is re-queued and its re-run reports again."""
+    rows = []
+    for t in trials:
+        if t.state not in FINISHED or t.user_attrs.get("interrupted"):
+            continue
+        for r in t.user_attrs.get(EPOCH_ATTR, []):
+            if all(o in r["values"] for o in objectives):
+                rows.append((r["at"], t.number, float(r["epoch"]), [float(r["values"][o]) for o in objectives]))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return [(f"stored-{number}", epoch, values) for _, number, epoch, values in rows]
+
+
 class NasOptunaSearch(OptunaSearch):
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Store a per-epoch report (see the module docstring); Ray's version skips multi-objective studies.
+
+        Optuna's ``Trial.report`` refuses multi-objective studies, so the intermediate value goes to the storage
+        through the trial's ``storage`` and ``_trial_id``, here only."""
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials or not is_intermediate(result) \
+                or any(result.get(m) is None for m in metrics):
+            return
+        ot_trial = self._ot_trials[trial_id]
+        epoch = int(result["epoch"])
+        values = {m: float(result[m]) for m in metrics}
+        ot_trial.storage.set_trial_intermediate_value(ot_trial._trial_id, epoch, values[metrics[0]])
+        at = max(time.time(), getattr(self, "_last_at", 0.0) + 1e-6)  # strictly increasing: arrival order
+        self._last_at = at
+        history = list(ot_trial.user_attrs.get(EPOCH_ATTR, []))
+        ot_trial.set_user_attr(EPOCH_ATTR, [*history, {"epoch": epoch, "at": at, "values": values}])
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials:
             return

@@ -2,7 +2,7 @@
 
 Writes into the run folder: ``trials.csv`` (one row per trial: number, state, arch_id, the
 objectives, every other metric of the table some trial recorded, duration, failure reason),
-``pareto/<arch_id>.yaml`` for the Pareto front, ``best.yaml`` by the config's ``select`` rule,
+``pareto/<arch_id>.yaml`` for the Pareto front (each architecture once: its earliest trial), ``best.yaml`` by the config's ``select`` rule,
 ``pareto.png`` and ``summary.json``.
 """
 from __future__ import annotations
@@ -74,6 +74,22 @@ def trial_row(t: FrozenTrial, objectives: list[str], metrics: list[str]) -> dict
     return row
 
 
+def unique_archs(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """``trials`` with each ``arch_id`` once: the earliest (lowest number) of each; trials without one kept.
+
+    A trial answered from the result cache is a COMPLETE trial with its source's values, so without this the
+    front (and the select rule's ties) would list one architecture twice."""
+    seen: set[str] = set()
+    out = []
+    for t in sorted(trials, key=lambda t: t.number):
+        arch_id = t.user_attrs.get("arch_id")
+        if arch_id is None or arch_id not in seen:
+            out.append(t)
+            if arch_id is not None:
+                seen.add(arch_id)
+    return out
+
+
 def select_best(trials: list[FrozenTrial], cfg: Config) -> FrozenTrial | None:
     """Highest val_acc among COMPLETE trials within every ``select`` budget; ties → fewer of ``TIE_BREAK``."""
     objectives = cfg.objectives
@@ -85,8 +101,8 @@ def select_best(trials: list[FrozenTrial], cfg: Config) -> FrozenTrial | None:
         return float(v) if v is not None else None
 
     limits = given_limits(cfg.select)
-    ok = [t for t in trials if t.state == TrialState.COMPLETE
-          and all(metric.within(value(t, metric.name), bound) for _, metric, bound in limits)]
+    complete = unique_archs([t for t in trials if t.state == TrialState.COMPLETE])
+    ok = [t for t in complete if all(metric.within(value(t, metric.name), bound) for _, metric, bound in limits)]
     if not ok:
         return None
     return max(ok, key=lambda t: (value(t, "val_acc"), -(value(t, TIE_BREAK) or 0.0)))
@@ -108,8 +124,8 @@ def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = N
         w.writeheader()
         for t in trials:
             w.writerow(trial_row(t, objectives, header[len(HEAD):-len(TAIL)]))
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    front = study.best_trials if complete else []
+    complete = unique_archs([t for t in trials if t.state == TrialState.COMPLETE])
+    front = unique_archs(study.best_trials) if complete else []
     pareto = run_dir / "pareto"
     pareto.mkdir(exist_ok=True)
     for old in [*pareto.glob("*.yaml"), *pareto.glob("*.onnx")]:

@@ -7,6 +7,10 @@ Ray's FIFO order); ``options`` holds every declared option, defaults filled in, 
 the config's ``scheduler:`` section beside ``name``; the optional ``check(options, *, max_t)`` returns
 why the options cannot work with ``max_t`` proxy epochs (one config error line), or None.
 
+A scheduler that keeps state across trials defines ``replay(arrivals)``: on resume, search/run.py hands it
+every per-epoch report the stored trials made, ``(key, epoch, objective vector)`` in arrival order
+(search/searcher.py ``epoch_arrivals``), before any new trial runs.
+
 Trainables report ``epoch`` (epochs completed) after every epoch and a final result without it;
 :func:`is_intermediate` tells them apart.
 """

@@ -28,8 +28,7 @@ epoch and a final result without it (search/run.py ``_trainable`` + ArchEvaluati
 from __future__ import annotations
 
 import math
-import pickle
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -147,13 +146,13 @@ class MOASHAScheduler(FIFOScheduler):
         rungs = ", ".join(f"epoch {m:g}: {len(r)}" for m, r in zip(self.milestones, self.rungs))
         return f"Using MO-ASHA (η={self.reduction_factor:g}): {self.num_stopped} stopped; recorded per rung: {rungs}"
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+    def replay(self, arrivals: Iterable[tuple[str, float, Sequence[float]]]) -> None:
+        """Rebuild the rungs on resume: :meth:`decide` each stored ``(key, epoch, objective vector)`` report of
+        the earlier runs in arrival order (search/searcher.py ``epoch_arrivals``), so later arrivals meet the
+        rungs an uninterrupted run would have had."""
+        for key, t, values in arrivals:
+            if self.decide(key, t, values) == TrialScheduler.STOP:
+                self.num_stopped += 1
 
 
 def _mo_asha(options: dict[str, Any], *, objectives: Sequence[str], modes: Sequence[str],

@@ -164,16 +164,17 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-@pytest.mark.slow
-def test_search_on_a_two_node_cluster(tmp_path):
+@pytest.mark.parametrize("epochs, budget", [pytest.param(1, 4, id="fast"),
+                                           pytest.param(3, 8, id="long", marks=pytest.mark.slow)])
+def test_search_on_a_two_node_cluster(tmp_path, epochs, budget):
     """`ray start` head + worker (2 CPUs each); `nas search` with ray.address, 2 CPUs per trial, 2 at a time:
     both nodes run trials, each trial's torch uses 2 threads; stopping the cluster leaves no process behind."""
     with LocalCluster(cpus_per_node=2) as cluster:
         cfg = {"name": "cluster", "data": {"name": "digits"},
                "space": {"strides": [1, 2], "base_widths": [8, 16], "width_mult": [0.5, 1.0], "depth": [1, 2],
                          "order": ["pre", "post"], "act": ["relu", "elu"]},
-               "objectives": ["val_acc", "macs"], "proxy": {"epochs": 2, "batch_size": 64, "lr": 0.05},
-               "search": {"sampler": "random", "n_trials": 4, "max_concurrent": 2, "seed": 0},
+               "objectives": ["val_acc", "macs"], "proxy": {"epochs": epochs, "batch_size": 64, "lr": 0.05},
+               "search": {"sampler": "random", "n_trials": budget, "max_concurrent": 2, "seed": 0},
                "ray": {"address": f"127.0.0.1:{cluster.port}", "cpus_per_trial": 2}}
         path = tmp_path / "cluster.yaml"
         path.write_text(yaml.safe_dump(cfg))
@@ -184,7 +185,7 @@ def test_search_on_a_two_node_cluster(tmp_path):
         assert "InvalidAuthToken" not in proc.stderr
         trials = optuna.load_study(study_name="cluster",
                                    storage=f"sqlite:///{tmp_path / 'results' / 'cluster' / 'study.db'}").get_trials()
-        assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+        assert len(trials) == budget and all(t.state.name == "COMPLETE" for t in trials)
         ran = [t for t in trials if "cached_from" not in t.user_attrs]
         assert all(t.user_attrs["threads"] == 2 for t in ran)
         assert len({t.user_attrs["node"] for t in ran}) == 2, [t.user_attrs["node"] for t in ran]

@@ -135,15 +135,125 @@ def test_final_or_error_results_are_ignored():
     assert all(not r for r in s.rungs)
 
 
-def test_nan_accuracy_ranks_worst_and_state_survives_save_restore(tmp_path):
+def test_nan_accuracy_ranks_worst():
     s = sched(eta=2)
     s.on_trial_result(None, trial("a"), result(1, 0.2, 5.0))
     assert s.on_trial_result(None, trial("b"), result(1, float("nan"), 5.0)) == STOP
-    s.save(str(tmp_path / "s.pkl"))
-    s2 = sched(eta=2)
-    s2.restore(str(tmp_path / "s.pkl"))
-    assert set(s2.rungs[0]) == {"a", "b"} and s2.num_stopped == 1
-    assert pickle.loads(pickle.dumps(s2)).milestones == [1, 2, 4, 8]
+    assert set(s.rungs[0]) == {"a", "b"} and s.num_stopped == 1
+    assert pickle.loads(pickle.dumps(s)).milestones == [1, 2, 4, 8]
+
+
+# ---------------------------------------------------------------- resume: the rungs rebuilt from the storage
+
+def _arrivals(seed: int, n: int, max_t: int) -> list[tuple[str, int, float, float]]:
+    """Per-epoch reports of ``n`` trials run two at a time: ``(trial, epoch, val_acc, macs)`` in arrival order."""
+    rng = np.random.default_rng(seed)
+    curves = {f"t{i}": (rng.uniform(0.1, 0.5), rng.uniform(0.05, 0.15), rng.uniform(1, 10)) for i in range(n)}
+    out, running = [], []
+    queue = list(curves)
+    epoch = {}
+    while queue or running:
+        while len(running) < 2 and queue:
+            running.append(queue.pop(0))
+            epoch[running[-1]] = 0
+        tid = running[int(rng.integers(len(running)))]
+        epoch[tid] += 1
+        start, gain, macs = curves[tid]
+        out.append((tid, epoch[tid], min(1.0, start + gain * epoch[tid]), macs))
+        if epoch[tid] == max_t:
+            running.remove(tid)
+    return out
+
+
+def _drive(scheduler, arrivals, searcher=None) -> list[str]:
+    """Feed ``arrivals`` to ``scheduler`` as Ray would (a stopped trial reports no more); with ``searcher``, also
+    store them and tell each trial's end. Returns the decision per delivered report."""
+    decisions, stopped, last = [], set(), {}
+    for tid, epoch, acc, macs in arrivals:
+        if tid in stopped:
+            continue
+        r = result(epoch, acc, macs)
+        if searcher is not None and tid not in last:
+            searcher.suggest(tid)
+        decision = scheduler.on_trial_result(None, trial(tid), r)
+        decisions.append(decision)
+        last[tid] = r
+        if searcher is not None:
+            searcher.on_trial_result(tid, r)
+        if decision == STOP:
+            stopped.add(tid)
+        if searcher is not None and (decision == STOP or epoch == scheduler.max_t):
+            final = {**r, "done": True} if decision == STOP else {"val_acc": acc, "macs": macs, "epochs": epoch}
+            searcher.on_trial_complete(tid, result=final)
+    return decisions
+
+
+def _cut(arrivals, after: int) -> int:
+    """The first index past ``after`` reports at which no trial is in flight (every started one has ended)."""
+    max_t = max(e for _, e, _, _ in arrivals)
+    started, ended = set(), set()
+    for i, (tid, epoch, _, _) in enumerate(arrivals):
+        started.add(tid)
+        if epoch == max_t:
+            ended.add(tid)
+        if i >= after and started == ended:
+            return i + 1
+    raise AssertionError("no quiet point")
+
+
+def test_resumed_scheduler_takes_the_decisions_of_an_uninterrupted_one(tmp_path):
+    """A search stopped at a quiet point and resumed (new scheduler, rungs replayed from the stored trials)
+    decides the later reports exactly as one scheduler that saw everything; without the replay it does not."""
+    from search.searcher import EPOCH_ATTR, epoch_arrivals
+
+    arrivals = _arrivals(seed=3, n=14, max_t=4)
+    cut = _cut(arrivals, after=len(arrivals) // 2)
+    trained, later = arrivals[:cut], arrivals[cut:]
+
+    def uninterrupted_decisions() -> list[str]:  # later reports of trials stopped before the cut never arrive
+        s = sched(eta=2, max_t=4)
+        _drive(s, trained)
+        return _drive(s, later)
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    searcher = NasOptunaSearch(space=lambda t: {"x": t.suggest_float("x", 0, 1)}, metric=["val_acc", "macs"],
+                               mode=["max", "min"], sampler=optuna.samplers.RandomSampler(seed=0),
+                               storage=storage, study_name="s")
+    first = sched(eta=2, max_t=4)
+    _drive(first, trained, searcher)
+    stored = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert {t.state for t in stored} == {TrialState.COMPLETE, TrialState.PRUNED}
+    for t in stored:  # the first objective per epoch is an Optuna intermediate value (learning curves)
+        reports = t.user_attrs[EPOCH_ATTR]
+        assert t.intermediate_values == {r["epoch"]: r["values"]["val_acc"] for r in reports}
+        assert sorted(t.intermediate_values) == list(range(1, len(reports) + 1))
+
+    resumed = sched(eta=2, max_t=4)
+    resumed.replay(epoch_arrivals(stored, ["val_acc", "macs"]))
+    def rungs(s: MOASHAScheduler) -> list[list[list[float]]]:  # every rung's loss vectors in recording order
+        return [[v.tolist() for v in r.values()] for r in s.rungs]
+
+    assert rungs(resumed) == rungs(first) and resumed.num_stopped == first.num_stopped
+    expected = uninterrupted_decisions()
+    assert _drive(resumed, later) == expected
+    assert _drive(sched(eta=2, max_t=4), later) != expected  # the state matters: forgetting it changes decisions
+
+
+def test_interrupted_trials_are_not_replayed(tmp_path):
+    from search.run import close_interrupted
+    from search.searcher import epoch_arrivals
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    searcher = NasOptunaSearch(space=lambda t: {"x": t.suggest_float("x", 0, 1)}, metric=["val_acc", "macs"],
+                               mode=["max", "min"], sampler=optuna.samplers.RandomSampler(seed=0),
+                               storage=storage, study_name="s")
+    for tid in ("done", "running"):
+        searcher.suggest(tid)
+        searcher.on_trial_result(tid, result(1, 0.5, 1.0))
+    searcher.on_trial_complete("done", result={"val_acc": 0.6, "macs": 1.0, "epochs": 2})
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert close_interrupted(study) == 1
+    assert [(k, e) for k, e, _ in epoch_arrivals(study.get_trials(), ["val_acc", "macs"])] == [("stored-0", 1.0)]
 
 
 def test_constructor_names_bad_arguments():
