@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from train.cli_options import positive_int
+from train.engine import failed_at_run_time
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -302,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Bad input is a :class:`ConfigError`, :class:`SpecError` or :class:`UsageError` (file-reading problems are
     turned into one where the file is read). ``retrain``, ``prune`` and ``compare`` check their options by
-    raising ``ValueError`` (``bad_input`` on their parsers), so for them any ``ValueError`` is bad input."""
+    raising ``ValueError`` (``bad_input`` on their parsers), so for them a ``ValueError`` is bad input, except the
+    ones training or export raise at run time (:func:`train.failed_at_run_time`)."""
     from space import SpecError
 
     from .errors import ConfigError
@@ -313,18 +315,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, SpecError, UsageError, *getattr(args, "bad_input", ())) as exc:
-        print(f"nas: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        if not failed_at_run_time(exc):
+            print(f"nas: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return _failure(exc, args, argv)
     except KeyboardInterrupt:
         print("nas: interrupted; resume with --resume", file=sys.stderr)
         return 130
     except Exception as exc:
-        if os.environ.get("NAS_DEBUG"):
-            raise
-        text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
-        print(f"nas: error: {type(exc).__name__}{': ' + text if text else ''} ({_save_traceback(args, argv)})",
-              file=sys.stderr)
-        return EXIT_FAILURE
+        return _failure(exc, args, argv)
+
+
+def _failure(exc: BaseException, args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Exit 1 with one line; the traceback goes to error.log (``NAS_DEBUG=1``: raise instead)."""
+    if os.environ.get("NAS_DEBUG"):
+        raise exc
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
+    print(f"nas: error: {type(exc).__name__}{': ' + text if text else ''} ({_save_traceback(args, argv)})",
+          file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _save_traceback(args: argparse.Namespace, argv: Sequence[str] | None) -> str:

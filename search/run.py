@@ -39,7 +39,7 @@ log = logging.getLogger("nas.search")
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
-def close_interrupted(study: optuna.Study) -> int:
+def close_interrupted(study: optuna.Study, *, owner: str | None = None) -> int:
     """Mark abandoned RUNNING trials FAIL ('interrupted') and re-queue their parameters; return how many.
 
     Abandoned: no live driver owns them (search/lease.py: no owner, an owner on this machine that no longer
@@ -47,9 +47,15 @@ def close_interrupted(study: optuna.Study) -> int:
     interrupted trial does not count against the budget (:func:`budget_used`). One whose sampling had
     finished (it has an ``arch_id``) is re-queued (``study.enqueue_trial`` with its parameters), so the
     resumed search evaluates that architecture first; one killed while being sampled is not.
+
+    ``owner``: a driver id (search/lease.py) whose RUNNING trials are closed too, live or not: the driver
+    itself, on Ctrl-C.
     """
     n = 0
-    for t in abandoned_trials(study):
+    mine = [] if owner is None else [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                                     if t.user_attrs.get(LEASE_ATTR) == owner]
+    seen = {t.number for t in mine}
+    for t in mine + [t for t in abandoned_trials(study) if t.number not in seen]:
         try:
             _close_as_interrupted(study, t)
         except optuna.exceptions.UpdateFinishedTrialError:  # its driver finished it meanwhile
@@ -263,7 +269,7 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     try:
         tuner.fit()
     except KeyboardInterrupt:
-        _on_interrupt(study, out)
+        _on_interrupt(study, out, owner=lease.owner if lease else None)
         raise
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(progress.kinds.items()))
     out(f"finished {progress.done - done} trial(s) this run, {progress.failed} failed"
@@ -271,12 +277,12 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     return study
 
 
-def _on_interrupt(study: optuna.Study, out: Callable[[str], None]) -> None:
+def _on_interrupt(study: optuna.Study, out: Callable[[str], None], *, owner: str | None) -> None:
     """First Ctrl-C: record the running trials as interrupted (:func:`close_interrupted`: re-queued, not counted
     in the budget); from here on a second Ctrl-C ends the process at once."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _stop_now)
-    n = close_interrupted(study)
+    n = close_interrupted(study, owner=owner)
     out(f"interrupted: {n} running trial(s) recorded as interrupted (re-run first on --resume, not counted in "
         f"the budget); nothing exported")
 

@@ -27,6 +27,7 @@ from .engine import (
                    cosine_factor,
                    create_precision,
                    evaluate_accuracy,
+                   failed_at_run_time,
                    make_cosine_scheduler,
                    make_sgd,
                    nas_param_groups,
@@ -34,7 +35,8 @@ from .engine import (
 
 __all__ = [
     "DATASETS", "DataBundle", "DataSetName", "Engine", "NonFiniteLossError", "Precision", "TensorLoader",
-    "TensorSplit", "check_positive_int", "cosine_factor", "create_precision", "evaluate_accuracy", "load_dataset",
+    "TensorSplit", "check_positive_int", "cosine_factor", "create_precision", "evaluate_accuracy", "failed_at_run_time",
+    "load_dataset",
     "make_cosine_scheduler", "make_loaders", "make_sgd", "make_test_loader", "nas_param_groups", "random_crop_flip",
     "resolve_device", "stratified_split",
 ]

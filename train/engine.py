@@ -57,6 +57,14 @@ class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite (the run diverged)."""
 
 
+def failed_at_run_time(exc: BaseException) -> bool:
+    """A ``ValueError`` raised after the inputs were accepted (a loss that turned non-finite, an architecture
+    ONNX cannot express): a failure at run time (exit 1, traceback kept), not bad input (exit 2, one line)."""
+    from space.onnx_export import OnnxExportError
+
+    return isinstance(exc, (NonFiniteLossError, OnnxExportError))
+
+
 @dataclass
 class Precision:
     """Autocast dtype (``None`` = fp32) and the fp16 ``GradScaler`` for one device type."""

@@ -233,13 +233,18 @@ def test_nas_prune_taylor_with_redundancy_budget_on_digits(tmp_path, capsys):
     assert set(metrics["layer_redundancy"]) >= {"stem.0", "stages.0.0.conv1"} and len(metrics["prune_history"]) == 2
 
 
-def test_a_diverging_network_stops_pruning_at_its_first_step(tmp_path, capsys):
+def test_a_diverging_network_stops_pruning_at_its_first_step(tmp_path, capsys, monkeypatch):
+    """A loss that turns non-finite is a failure at run time, not bad input: exit 1, traceback in a log."""
     args = _prune_args(tmp_path, "--flops-target", "0.6", "--steps", "2", "--interval", "2")
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
     state["classifier.weight"].fill_(float("nan"))
     torch.save({"model": state}, tmp_path / "checkpoint.pt")
-    assert main(args) == 2
-    assert capsys.readouterr().err.startswith("nas: error: non-finite training loss nan at iteration 0")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NAS_DEBUG", raising=False)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nas: error: NonFiniteLossError: non-finite training loss nan at iteration 0")
+    assert "NonFiniteLossError" in (tmp_path / "nas-error.log").read_text()
     assert not (tmp_path / "pruned").exists()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..cli_options import add_config_options, config_from_args, positive_int
+from ..engine import failed_at_run_time
 from .config import RetrainConfig
 
 EXIT_USAGE = 2
@@ -78,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, out=lambda s: print(s, flush=True))
     except (SpecError, ValueError) as exc:
+        if failed_at_run_time(exc):
+            raise
         if os.environ.get("RANK", "0") == "0":
             print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

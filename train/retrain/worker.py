@@ -15,6 +15,7 @@ from pathlib import Path
 def main() -> int:
     from space import SpecError, from_yaml
 
+    from ..engine import failed_at_run_time
     from .config import RetrainConfig
     from .distributed import SPEC_ENV
     from .loop import retrain
@@ -27,6 +28,8 @@ def main() -> int:
                           out_dir=Path(spec["out_dir"]), resume=spec["resume"],
                           out=lambda s: print(s, flush=True))
     except (SpecError, ValueError) as exc:
+        if failed_at_run_time(exc):
+            raise
         if main_rank:
             print(f"nas: error: {exc}", file=sys.stderr)
         return 2
