@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     ox.add_argument("--input-size", type=positive_int, default=None, help="default: the architecture's")
     ox.add_argument("--num-classes", type=positive_int, default=10)
     ox.add_argument("--in-chans", type=positive_int, default=3)
-    ox.set_defaults(func=cmd_onnx)
+    ox.set_defaults(func=cmd_onnx, bad_input=(ValueError,))
 
     sh = sub.add_parser("show", help="params, FLOPs, MACs and layers of an architecture YAML or preset")
     sh.add_argument("arch", help="a YAML path or a preset name (wrn-28-10, ...)")
@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``nas`` command: 0 done, 2 bad input (one line), 1 a failure at run time (one line + error.log).
 
     Bad input is a :class:`ConfigError`, :class:`SpecError` or :class:`UsageError` (file-reading problems are
-    turned into one where the file is read). ``retrain``, ``prune`` and ``compare`` check their options by
+    turned into one where the file is read). ``retrain``, ``prune``, ``onnx`` and ``compare`` check their options by
     raising ``ValueError`` (``bad_input`` on their parsers), so for them a ``ValueError`` is bad input, except the
     ones training or export raise at run time (:func:`train.failed_at_run_time`)."""
     from space import SpecError

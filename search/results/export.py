@@ -193,7 +193,7 @@ def plot_front(path: Path, complete: list[FrozenTrial], front: list[FrozenTrial]
         ax.set_xlabel(get_metric(key).label)
         ax.set_ylabel(get_metric("val_acc").label)
         if get_metric(key).log:
-            from .report_plots import log_x_axis
+            from .axes import log_x_axis
 
             log_x_axis(ax, [cost(t, key) for t in complete])
         ax.grid(alpha=0.3)

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from search.results.report_plots import log_x_axis
+from search.results.axes import log_x_axis
 
 
 @pytest.mark.parametrize("xs", [[3.1, 3.4, 3.9, 4.2], [2.5, 9.0], [0.05, 3.0, 40.0, 900.0]], ids=str)
