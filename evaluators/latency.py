@@ -10,12 +10,8 @@ and run by ONNX Runtime, with this protocol and these statistics (:mod:`.ort_lat
 """
 from __future__ import annotations
 
-import resource
-import statistics
-import time
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -23,8 +19,10 @@ from space import Arch, build_model
 from space.onnx_export import arch_choices, export_model
 from train.checks import check_positive_int, is_torch_device, resolve_device
 
+from .latency_timing import check_shape, latency_stats, time_calls
 from .metrics import Metric
 from .onnx_runtime import check_ort_device, is_ort_device
+from .ort_latency import measure_ort_latency
 
 LATENCY_DEVICES = ("cpu", "cuda", "cuda:N", "ort-cpu", "ort-cuda")
 """What ``latency.device`` may name: a torch device, or ONNX Runtime on the CPU or a CUDA GPU."""
@@ -46,36 +44,6 @@ def check_latency_device(device: Any, *, field: str = "latency.device") -> None:
         resolve_device(device, field=field)
 
 
-def _check_shape(input_shape: Any) -> tuple[int, ...]:
-    if not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2 or any(
-            isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in input_shape):
-        raise ValueError(f"latency.input_shape: must be a tuple of positive ints like (1, 3, 32, 32), "
-                         f"got {input_shape!r}")
-    return tuple(input_shape)
-
-
-def time_calls(run: Callable[[], Any], *, warmup: int, repeats: int, drop_preempted: bool = False) -> list[float]:
-    """Wall-clock ms (``time.perf_counter``) of ``repeats`` calls of ``run()`` after ``warmup`` untimed ones.
-
-    ``drop_preempted``: a call during which the kernel preempted this process (``getrusage``'s count of
-    involuntary context switches rose) is discarded and replaced, up to ``10 × repeats`` calls; if every call
-    was preempted, all are returned (see :func:`evaluators.latency_table.timed` for why).
-    """
-    for _ in range(warmup):
-        run()
-    clean: list[float] = []
-    every: list[float] = []
-    while len(clean) < repeats and len(every) < (10 * repeats if drop_preempted else repeats):
-        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw if drop_preempted else 0
-        start = time.perf_counter()
-        run()
-        ms = (time.perf_counter() - start) * 1e3
-        every.append(ms)
-        if not drop_preempted or resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw == switches:
-            clean.append(ms)
-    return clean or every
-
-
 def _time_cuda(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
     with torch.cuda.device(x.device):
         for _ in range(warmup):
@@ -91,14 +59,6 @@ def _time_cuda(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> 
         return [start.elapsed_time(end) for start, end in events]
 
 
-def latency_stats(times: list[float]) -> dict[str, float]:
-    """``median_ms, mean_ms, p25_ms, p75_ms, iqr_ms, std_ms`` of timed passes (ms)."""
-    p25, p50, p75 = np.percentile(times, [25, 50, 75])
-    return {"median_ms": float(p50), "mean_ms": float(statistics.fmean(times)), "p25_ms": float(p25),
-            "p75_ms": float(p75), "iqr_ms": float(p75 - p25),
-            "std_ms": float(statistics.stdev(times)) if len(times) > 1 else 0.0}
-
-
 def measure_latency(model: nn.Module, *, input_shape: tuple, device: str = "cpu", warmup: int = 10,
                     repeats: int = 30, threads: int | None = 1) -> dict[str, Any]:
     """Latency statistics (ms) of ``model`` on a random input of ``input_shape`` (batch first).
@@ -109,12 +69,10 @@ def measure_latency(model: nn.Module, *, input_shape: tuple, device: str = "cpu"
     ``device`` exports ``model`` (4-d ``input_shape``) and times it with ONNX Runtime instead.
     """
     if is_ort_device(check_device_name(device)):
-        from .ort_latency import measure_ort_latency
-
-        return measure_ort_latency(model, input_shape=_check_shape(input_shape), device=device, warmup=warmup,
+        return measure_ort_latency(model, input_shape=check_shape(input_shape), device=device, warmup=warmup,
                                    repeats=repeats, threads=threads)
     dev = resolve_device(device, field="latency.device")
-    shape = _check_shape(input_shape)
+    shape = check_shape(input_shape)
     check_positive_int(warmup, "latency.warmup", minimum=0)
     check_positive_int(repeats, "latency.repeats")
     if threads is not None:
@@ -175,8 +133,6 @@ class LatencyEvaluator:
 
     def measure(self, prepared: nn.Module | bytes, *, input_size: int) -> dict[str, float]:
         """``evaluate``'s result for what :meth:`prepare` returned (``input_size``: the architecture's)."""
-        from .ort_latency import measure_ort_latency
-
         out: dict[str, float] = {}
         for b in self.batch_sizes:
             shape = (b, self.in_chans, input_size, input_size)

@@ -39,7 +39,8 @@ from space.registry import BLOCKS
 from train.checks import check_positive_int, resolve_device
 
 from .base import register_evaluator
-from .latency import LATENCY_MS, check_latency_device, measure_latency, time_calls
+from .latency import LATENCY_MS, check_latency_device, measure_latency
+from .latency_timing import time_calls
 from .onnx_runtime import is_ort_device
 
 FORMAT = "nas-latency-table/1"

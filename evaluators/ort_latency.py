@@ -5,8 +5,8 @@ The built model is exported in memory (:func:`space.onnx_export.export_model`: e
 (:func:`.onnx_runtime.ort_session`: ``ORT_ENABLE_ALL`` graph optimisation, which is ONNX Runtime's default level,
 sequential executor, ``threads`` intra-op threads and one inter-op thread). The protocol and statistics are the
 torch path's (:func:`.latency.measure_latency`): the same seeded input, ``warmup`` untimed runs, ``repeats`` runs
-each timed with ``time.perf_counter`` around one ``Run`` (:func:`.latency.time_calls`), and its median, quartiles
-and spread (:func:`.latency.latency_stats`). ``Run`` returns when the outputs are ready; on ``ort-cuda`` the
+each timed with ``time.perf_counter`` around one ``Run`` (:func:`.latency_timing.time_calls`), and its median, quartiles
+and spread (:func:`.latency_timing.latency_stats`). ``Run`` returns when the outputs are ready; on ``ort-cuda`` the
 input is placed on the GPU and the output bound there (IO binding), so no host copy is timed — as the torch
 CUDA path times a model whose input is already on the device — and ONNX Runtime synchronises its CUDA stream
 before ``Run`` returns.
@@ -22,7 +22,7 @@ import torch.nn as nn
 from space.onnx_export import INPUT_NAME, OUTPUT_NAME, export_model
 from train.checks import check_positive_int
 
-from .latency import _check_shape, latency_stats, time_calls
+from .latency_timing import check_shape, latency_stats, time_calls
 from .onnx_runtime import ORT_DEVICES, ort_session
 
 
@@ -57,7 +57,7 @@ def measure_ort_latency(model: nn.Module | bytes, *, input_shape: tuple, device:
 
     A module that cannot be exported raises :class:`space.onnx_export.OnnxExportError` naming ``what``.
     """
-    shape = _check_shape(input_shape)
+    shape = check_shape(input_shape)
     check_positive_int(warmup, "latency.warmup", minimum=0)
     check_positive_int(repeats, "latency.repeats")
     data = model if isinstance(model, bytes) else export_model(model, input_shape=shape, what=what)
