@@ -89,8 +89,11 @@ class MeasureGate:
 
     @classmethod
     def for_device(cls, device: str, directory: str | Path | None = None, **kwargs: Any) -> MeasureGate:
-        """The gate of ``device`` in ``directory`` (default: the system temp folder, shared machine-wide)."""
-        name = re.sub(r"[^a-z0-9]+", "-", device.strip().lower()).strip("-") or "device"
+        """The gate of ``device`` in ``directory`` (default: the system temp folder, shared machine-wide); an ONNX
+        Runtime device shares the gate of the hardware it runs on (``ort-cpu``: ``cpu``)."""
+        from .onnx_runtime import host_device
+
+        name = re.sub(r"[^a-z0-9]+", "-", host_device(device).strip().lower()).strip("-") or "device"
         folder = Path(directory) if directory is not None else user_lock_dir()
         return cls(folder.resolve() / f"nas-latency-{name}.gate", **kwargs)
 

@@ -76,22 +76,27 @@ class LatencyService:
         if key not in _MEMO:
             found = self.cache.get(key) if self.cache is not None else None
             if found is None:
+                measure = self._prepare(arch, in_chans, num_classes)  # building (and exporting) needs no quiet device
                 with self._context():
                     found = self.cache.get(key) if self.cache is not None else None  # a racing trial may have won
                     if found is None:
-                        found = self._measure(arch, in_chans, num_classes)
+                        found = measure()
                         if self.cache is not None:
                             self.cache.put(key, arch.arch_id, found)
             _MEMO[key] = found
         return dict(_MEMO[key])
 
-    def _measure(self, arch: Arch, in_chans: int, num_classes: int) -> dict[str, float]:
+    def _prepare(self, arch: Arch, in_chans: int, num_classes: int) -> Callable[[], dict[str, float]]:
+        """The measurement of ``arch`` as a zero-argument call, its model built (and exported for ONNX Runtime)."""
         if self._measure_fn is not None:
-            return self._measure_fn(arch, in_chans, num_classes)
+            fn = self._measure_fn
+            return lambda: fn(arch, in_chans, num_classes)
         lat = self.lat
-        return LatencyEvaluator(num_classes=num_classes, in_chans=in_chans, device=lat.device,
-                                batch_sizes=tuple(lat.batch_sizes), warmup=lat.warmup, repeats=lat.repeats,
-                                threads=lat.threads).evaluate(arch)
+        ev = LatencyEvaluator(num_classes=num_classes, in_chans=in_chans, device=lat.device,
+                              batch_sizes=tuple(lat.batch_sizes), warmup=lat.warmup, repeats=lat.repeats,
+                              threads=lat.threads)
+        prepared = ev.prepare(arch)
+        return lambda: ev.measure(prepared, input_size=arch.input_size)
 
     def _predict(self, arch: Arch, in_chans: int, num_classes: int) -> dict[str, float]:
         from .latency_table import PredictedLatencyEvaluator
@@ -107,7 +112,8 @@ class LatencyService:
 
 class RunLatency:
     """The search's latency evaluator: ``latency_ms`` (and ``latency_ms_b{B}``...) of an architecture through
-    a :class:`LatencyService` for the run's image channels and classes; cheap in predict mode."""
+    a :class:`LatencyService` for the run's image channels and classes, and ``latency_device`` (the config's
+    ``latency.device``, recorded with the trial); cheap in predict mode."""
 
     name = "latency"
 
@@ -128,7 +134,8 @@ class RunLatency:
 
     def evaluate(self, arch: Arch, budget: int | None = None, *, report: Any = None) -> dict[str, float]:
         """``budget`` and ``report`` are ignored (one measurement or lookup per architecture)."""
-        return self.service.evaluate(arch, in_chans=self.in_chans, num_classes=self.num_classes)
+        return {**self.service.evaluate(arch, in_chans=self.in_chans, num_classes=self.num_classes),
+                "latency_device": self.service.lat.device}
 
 
 def latency_for_run(ctx: RunContext) -> RunLatency:

@@ -24,8 +24,6 @@ import json
 import math
 import os
 import platform
-import resource
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Literal, Sequence
@@ -41,7 +39,9 @@ from space.registry import BLOCKS
 from train.checks import check_positive_int, resolve_device
 
 from .base import register_evaluator
-from .latency import LATENCY_MS, measure_latency
+from .latency import LATENCY_MS, check_latency_device, measure_latency
+from .latency_timing import time_calls
+from .onnx_runtime import is_ort_device
 
 FORMAT = "nas-latency-table/1"
 UnitKind = Literal["stem", "block", "stage", "head"]
@@ -229,17 +229,20 @@ def machine_info() -> dict[str, Any]:
 
 def measure_unit(unit: Unit, *, res: int, table: LatencyTable,
                  context: MeasureContext = contextlib.nullcontext) -> dict[str, float]:
-    """Time ``unit`` alone on the table's device/batch/threads; ``{"ms": median, "out": out_res}``."""
+    """Time ``unit`` alone on the table's device/batch/threads; ``{"ms": median, "out": out_res}``. On an ONNX
+    Runtime device the unit is exported alone; one that cannot be raises ``OnnxExportError`` naming its key."""
     module = build_unit(unit, in_chans=table.in_chans, num_classes=table.num_classes).eval()
     chans = table.in_chans if unit.kind == "stem" else unit.in_chs
     shape = (table.batch, chans, res, res)
     with torch.inference_mode():
         out = module(torch.zeros(shape))
-    return {"ms": timed(module, shape, table=table, context=context), "out": int(out.shape[-1]) if out.ndim == 4 else 0}
+    what = f"unit {unit_key(unit, res=res, in_chans=table.in_chans, num_classes=table.num_classes)!r}"
+    return {"ms": timed(module, shape, table=table, context=context, what=what),
+            "out": int(out.shape[-1]) if out.ndim == 4 else 0}
 
 
 def timed(module: nn.Module, shape: tuple[int, ...], *, table: LatencyTable,
-          context: MeasureContext = contextlib.nullcontext) -> float:
+          context: MeasureContext = contextlib.nullcontext, what: str = "model") -> float:
     """The table's estimator (ms): min over ``rounds`` of the median of ``repeats`` unpreempted passes.
 
     On the CPU a timed pass during which the kernel preempted this process (``getrusage``'s count of
@@ -248,14 +251,26 @@ def timed(module: nn.Module, shape: tuple[int, ...], *, table: LatencyTable,
     pass longer than the scheduler's slice absorbs other processes' slices: here, at load average 10
     on 2 cores, a 2.3 ms network measured 7 ms (1.3 preemptions per pass) while its 0.2–0.6 ms blocks
     stayed clean, so the table's sum and the end-to-end number disagreed for reasons unrelated to the
-    network. CUDA is timed by :func:`~evaluators.latency.measure_latency` (events). ``context`` is
-    held once around all rounds: taking a gate costs a wait for every gated trainer's batch boundary.
+    network. CUDA is timed by :func:`~evaluators.latency.measure_latency` (events). On an ONNX Runtime
+    device ``module`` is exported (outside ``context``; an export failure names ``what``) and its session runs
+    are timed with the same estimator. ``context`` is held once around all rounds: taking a gate costs a wait
+    for every gated trainer's batch boundary.
     """
-    dev = resolve_device(table.device, field="latency.table.device")
+    check_latency_device(table.device, field="latency.table.device")
+    if is_ort_device(table.device):
+        from space.onnx_export import export_model
+
+        from .ort_latency import OrtRunner
+
+        run = OrtRunner(export_model(module, input_shape=shape, what=what), input_shape=shape, device=table.device,
+                        threads=table.threads)
     medians = []
     with context():
         for _ in range(table.rounds):
-            if dev.type == "cuda":
+            if is_ort_device(table.device):
+                medians.append(float(np.median(time_calls(run, warmup=table.warmup, repeats=table.repeats,
+                                                          drop_preempted=True))))
+            elif resolve_device(table.device, field="latency.table.device").type == "cuda":
                 medians.append(measure_latency(module, input_shape=shape, device=table.device, warmup=table.warmup,
                                                repeats=table.repeats, threads=table.threads)["median_ms"])
             else:
@@ -266,27 +281,15 @@ def timed(module: nn.Module, shape: tuple[int, ...], *, table: LatencyTable,
 def _unpreempted_cpu_ms(module: nn.Module, shape: tuple[int, ...], table: LatencyTable) -> list[float]:
     was_training, prev_threads = module.training, torch.get_num_threads()
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    clean: list[float] = []
-    every: list[float] = []
     try:
         if table.threads is not None:
             torch.set_num_threads(table.threads)
         module.eval()
         with torch.inference_mode():
-            for _ in range(table.warmup):
-                module(x)
-            while len(clean) < table.repeats and len(every) < 10 * table.repeats:
-                switches = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
-                start = time.perf_counter()
-                module(x)
-                ms = (time.perf_counter() - start) * 1e3
-                every.append(ms)
-                if resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw == switches:
-                    clean.append(ms)
+            return time_calls(lambda: module(x), warmup=table.warmup, repeats=table.repeats, drop_preempted=True)
     finally:
         torch.set_num_threads(prev_threads)
         module.train(was_training)
-    return clean or every
 
 
 # --------------------------------------------------------------------------- prediction
@@ -308,7 +311,7 @@ class LatencyPredictor:
         self.measure_missing = measure_missing
         if measure_missing:
             try:
-                resolve_device(table.device, field="latency.table.device")
+                check_latency_device(table.device, field="latency.table.device")
             except ValueError:
                 self.measure_missing = False
 
@@ -407,7 +410,7 @@ def build_table(units: Iterable[tuple[Unit, int]], *, device: str, batch: int, i
                 context: MeasureContext = contextlib.nullcontext,
                 progress: Callable[[int, str, float], None] | None = None) -> LatencyTable:
     """Measure each distinct ``(unit, input resolution)`` once into a new :class:`LatencyTable`."""
-    resolve_device(device, field="latency.device")
+    check_latency_device(device)
     table = LatencyTable(device=device, batch=check_positive_int(batch, "batch"),
                          in_chans=check_positive_int(in_chans, "in_chans"),
                          num_classes=check_positive_int(num_classes, "num_classes"), threads=threads,

@@ -1,8 +1,9 @@
 """ONNX Runtime sessions for exported models: run one, and check it against PyTorch.
 
 ``ort-cpu`` runs on ``CPUExecutionProvider``, ``ort-cuda`` on ``CUDAExecutionProvider`` (ONNX Runtime's
-GPU build; it must be installed as ``onnxruntime-gpu``). Sessions use ONNX Runtime's full graph
-optimisation (``ORT_ENABLE_ALL``) and a fixed intra-op thread count, like the torch latency path.
+GPU build; it must be installed as ``onnxruntime-gpu``). Sessions use ``ORT_ENABLE_ALL`` graph optimisation
+(ONNX Runtime's default level for an ``InferenceSession``: basic, extended and layout optimisations), the
+sequential executor, and a fixed intra-op thread count, like the torch latency path.
 """
 from __future__ import annotations
 
@@ -17,29 +18,47 @@ from train.checks import check_positive_int
 
 ORT_DEVICES = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider"}
 """``latency.device`` values measured with ONNX Runtime → the execution provider they run on."""
+_HOSTS = {"ort-cpu": "cpu", "ort-cuda": "cuda"}
 
 
 def is_ort_device(device: str) -> bool:
     return isinstance(device, str) and device.strip().lower() in ORT_DEVICES
 
 
-def ort_session(data: bytes, *, device: str = "ort-cpu", threads: int | None = 1) -> Any:
+def host_device(device: str) -> str:
+    """The hardware a latency device runs on: ``ort-cpu`` → ``cpu``, ``ort-cuda`` → ``cuda`` (ONNX Runtime's CUDA
+    provider uses GPU 0), a torch device as given."""
+    return _HOSTS[device.strip().lower()] if is_ort_device(device) else device
+
+
+def check_ort_device(device: str, *, field: str = "latency.device") -> str:
+    """The execution provider of ``device``; ``ValueError`` naming ``field`` for an unknown device or a provider
+    this ONNX Runtime build lacks."""
+    import onnxruntime as ort
+
+    if not is_ort_device(device):
+        raise ValueError(f"{field}: unknown ONNX Runtime device {device!r}; valid: {', '.join(ORT_DEVICES)}")
+    provider = ORT_DEVICES[device.strip().lower()]
+    if provider not in ort.get_available_providers():
+        raise ValueError(f"{field}: {device} needs {provider}, which this onnxruntime build lacks "
+                         f"(available: {', '.join(ort.get_available_providers())})")
+    return provider
+
+
+def ort_session(data: bytes, *, device: str = "ort-cpu", threads: int | None = 1,
+                field: str = "latency.device") -> Any:
     """An ``onnxruntime.InferenceSession`` of the serialized model ``data`` on ``device`` (see module doc).
 
-    ``threads``: intra-op threads (``None``: ONNX Runtime's default); ``ValueError`` naming
-    ``latency.device`` if the provider is not available in this ONNX Runtime build.
+    ``threads``: intra-op threads, with one inter-op thread (the sequential executor runs one node at a time, so
+    it has no inter-op pool to size); ``None``: ONNX Runtime's defaults. ``ValueError`` naming ``field`` if the
+    provider is not available in this ONNX Runtime build.
     """
     import onnxruntime as ort
 
-    key = device.strip().lower() if isinstance(device, str) else device
-    if key not in ORT_DEVICES:
-        raise ValueError(f"latency.device: unknown ONNX Runtime device {device!r}; valid: {', '.join(ORT_DEVICES)}")
-    provider = ORT_DEVICES[key]
-    if provider not in ort.get_available_providers():
-        raise ValueError(f"latency.device: {device} needs {provider}, which this onnxruntime build lacks "
-                         f"(available: {', '.join(ort.get_available_providers())})")
+    provider = check_ort_device(device, field=field)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     if threads is not None:
         opts.intra_op_num_threads = check_positive_int(threads, "latency.threads")

@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and reports how well the table predicts them.")
     lt.add_argument("--space", required=True, help="a search config YAML (its space, data set and latency settings)")
     lt.add_argument("--out", default="latency_table.yaml", help="where to write the table (default latency_table.yaml)")
-    lt.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the config's latency.device)")
+    lt.add_argument("--device", default=None, help="cpu, cuda, cuda:N, ort-cpu or ort-cuda (ONNX Runtime; each unit "
+                                                    "exported alone) (default: the config's latency.device)")
     lt.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     lt.add_argument("--input-size", type=positive_int, default=None, help="default: the data set's")
     lt.add_argument("--threads", type=int, default=None, help="intra-op threads (default: latency.threads; 0: leave)")

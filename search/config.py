@@ -26,6 +26,8 @@ from evaluators import (
                         settings_model,
                         settings_models,
 )
+from evaluators.latency import check_device_name
+from evaluators.onnx_runtime import host_device
 from space.registry import ACTIVATIONS, ATTENTIONS, BLOCKS, NORMS, Registry
 from train.config_base import ConfigModel as _Model
 from train.config_base import FieldError, error_location, first_error
@@ -83,7 +85,8 @@ class ProxyConfig(_Model):
 
 
 class LatencyConfig(_Model):
-    """Latency on ``device``: ``measure`` each architecture (once; cached in the run folder) or ``predict``
+    """Latency on ``device`` (``cpu``, ``cuda``, ``cuda:N`` with torch; ``ort-cpu``, ``ort-cuda``: the model exported
+    to ONNX and run by ONNX Runtime): ``measure`` each architecture (once; cached in the run folder) or ``predict``
     it from a per-unit ``table`` (``nas latency-table``; cheap, so ``constraints.max_latency_ms`` may use
     it; every trial process reads it, so on a cluster it must be at the same path on every node, like the
     data). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
@@ -98,6 +101,14 @@ class LatencyConfig(_Model):
     table: str | None = None
     isolate: bool = True
     lock_dir: str | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        try:
+            return check_device_name(v, field="latency.device")
+        except ValueError as exc:  # pydantic would prefix the field again
+            raise ValueError(str(exc).removeprefix("latency.device: ")) from None
 
     @field_validator("batch_sizes")
     @classmethod
@@ -476,7 +487,7 @@ def _check_devices(cfg: Config) -> None:
                 raise ConfigError(f"ray.{key}: only for the Ray instance started here; a cluster joined through "
                                   f"ray.address has its own (remove one of them)")
     for field, device in (("proxy.device", cfg.proxy.device), ("latency.device", cfg.latency.device)):
-        if device.startswith("cuda") and cfg.ray.gpus_per_trial == 0 and \
+        if host_device(device).startswith("cuda") and cfg.ray.gpus_per_trial == 0 and \
                 (field == "proxy.device" or "latency_ms" in cfg.needed_metrics):
             raise ConfigError(f"ray.gpus_per_trial: is 0 but {field} is {device!r}; Ray hides GPUs from trials "
                               f"that reserve none (set e.g. gpus_per_trial: 0.5)")

@@ -81,10 +81,11 @@ def build_space_table(space: SearchSpace, problem: Problem, *, device: str, batc
                       warmup: int, repeats: int, rounds: int = 3, context: Callable = contextlib.nullcontext,
                       out: Out = print) -> Any:
     """Measure every unit the space can build at ``problem.input_size`` into a new ``LatencyTable``."""
+    from evaluators.latency import check_latency_device
     from evaluators.latency_table import LatencyTable, Unit, add_unit, machine_info, stage_units
-    from train.checks import resolve_device
+    from space.onnx_export import OnnxExportError
 
-    resolve_device(device, field="--device")
+    check_latency_device(device, field="--device")
     table = LatencyTable(device=device, batch=batch, in_chans=problem.in_chans, num_classes=problem.num_classes,
                          threads=threads, warmup=warmup, repeats=repeats, rounds=rounds, meta=machine_info())
     c = space.cfg
@@ -93,6 +94,8 @@ def build_space_table(space: SearchSpace, problem: Problem, *, device: str, batc
     def add(unit: Unit, res: int) -> int:
         try:
             key, entry, new = add_unit(table, unit, res=res, context=context)
+        except OnnxExportError:  # the whole network may still export: not a unit to skip silently
+            raise
         except Exception as exc:  # a unit that cannot run cannot be sampled either (its trial would fail)
             counts["skipped"] += 1
             out(f"  skip {unit.kind} {unit.stage.block}: {type(exc).__name__}: {str(exc)[:120]}")
@@ -216,14 +219,14 @@ def latency_table_command(cfg: Config, *, out_path: str | None, table_path: str 
                           warmup: int, repeats: int, rounds: int, n: int, calibrate_n: int, seed: int,
                           out: Out = print) -> int:
     """What ``nas latency-table`` does (see ``nas latency-table --help``)."""
+    from evaluators.latency import check_latency_device
     from evaluators.latency_gate import MeasureGate
     from evaluators.latency_table import LatencyPredictor, LatencyTable
-    from train.checks import resolve_device
 
     lat = cfg.latency
     table = LatencyTable.load(table_path, where="--table") if validate_only else None
     dev = table.device if table is not None else (device or lat.device)
-    resolve_device(dev, field="--device" if table is None else "--table (its device)")
+    check_latency_device(dev, field="--device" if table is None else "--table (its device)")
     gate = MeasureGate.for_device(dev, lat.lock_dir) if lat.isolate else None
     context = gate.measuring if gate is not None else contextlib.nullcontext
     problem = problem_of(cfg, input_size=input_size)

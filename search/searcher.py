@@ -26,9 +26,10 @@ from evaluators import list_metrics
 
 from .schedulers import is_intermediate
 
-RUN_ATTRS = ("eval_seconds", "batch_size", "oom_retries", "node", "threads")
+RUN_ATTRS = ("eval_seconds", "batch_size", "oom_retries", "node", "threads", "latency_device")
 """Recorded besides the metrics: how long the pre-training evaluators took, the batch actually trained
-(after an out-of-memory retry), where it ran and with how many threads."""
+(after an out-of-memory retry), where it ran and with how many threads, and the device ``latency_ms`` was
+measured on (``cpu``, ``ort-cpu``, ...)."""
 
 
 def recorded() -> list[str]:
