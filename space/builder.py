@@ -54,9 +54,10 @@ class NasNet(nn.Module):
         self.arch = arch
         self.num_classes = num_classes
         first = Layers.from_stage(arch.stages[0]).with_order("post")
-        stem: list[nn.Module] = [conv2d(in_chans, arch.stem.width, arch.stem.kernel, arch.stem.stride)]
+        stem_conv = first.conv if arch.stem.norm_act else conv2d  # the norm's own conv where it brings one
+        stem: list[nn.Module] = [stem_conv(in_chans, arch.stem.width, arch.stem.kernel, arch.stem.stride)]
         if arch.stem.norm_act:
-            stem += [first.norm(arch.stem.width), first.act()]
+            stem += [first.norm(arch.stem.width, after=stem[0]), first.act()]
         elif arch.stem.act:
             stem.append(first.act())
         if arch.stem.pool:

@@ -28,8 +28,27 @@ class Layers:
     def from_stage(cls, stage: Any) -> Layers:
         return cls(stage.norm, stage.act, stage.attention, stage.order, stage.norm_args, stage.attn_args)
 
-    def norm(self, channels: int, **overrides: Any) -> nn.Module:
-        return NORMS.get(self.norm_name)(channels, **{**dict(self.norm_args), **overrides})
+    def norm(self, channels: int, *, after: nn.Module | None = None, **overrides: Any) -> nn.Module:
+        """The stage's norm over ``channels``; ``after`` is the conv it follows (made by :meth:`conv`), which a
+        norm registered with a ``conv`` factory (ConvNorm) requires and every other norm ignores."""
+        entry = NORMS.entry(self.norm_name)
+        kw = {**dict(self.norm_args), **overrides}
+        if entry.meta.get("conv") is None:
+            return entry.obj(channels, **kw)
+        conv_keys = entry.meta.get("conv_options", ())
+        return entry.obj(channels, after=after, **{k: v for k, v in kw.items() if k not in conv_keys})
+
+    def conv(self, in_chs: int, out_chs: int, kernel: int = 3, stride: int = 1, *, groups: int = 1,
+             dilation: int = 1) -> nn.Conv2d:
+        """A 'same'-padded conv that the stage's norm follows: in ``post`` order the norm's own conv where its
+        registration gives one (ConvNorm's preconditioned conv), else :func:`conv2d`."""
+        entry = NORMS.entry(self.norm_name)
+        make = entry.meta.get("conv")
+        if make is None or self.order != "post":
+            return conv2d(in_chs, out_chs, kernel, stride, groups=groups, dilation=dilation)
+        args = dict(self.norm_args)
+        conv_kw = {k: args[k] for k in entry.meta.get("conv_options", ()) if k in args}
+        return make(in_chs, out_chs, kernel, stride, groups=groups, dilation=dilation, **conv_kw)
 
     def act(self) -> nn.Module:
         return ACTIVATIONS.get(self.act_name)()
@@ -55,9 +74,9 @@ def conv_unit(in_chs: int, out_chs: int, kernel: int, stride: int, layers: Layer
     post: conv→norm→act; pre: norm→act→conv (norm over the input); white_conv: norm→conv→act.
     ``act=False`` drops the activation (e.g. a linear projection).
     """
-    conv = conv2d(in_chs, out_chs, kernel, stride, groups=groups, dilation=dilation)
+    conv = layers.conv(in_chs, out_chs, kernel, stride, groups=groups, dilation=dilation)
     if layers.order == "post":
-        mods = [conv, layers.norm(out_chs)] + ([layers.act()] if act else [])
+        mods = [conv, layers.norm(out_chs, after=conv)] + ([layers.act()] if act else [])
     elif layers.order == "pre":
         mods = [layers.norm(in_chs)] + ([layers.act()] if act else []) + [conv]
     elif layers.order == "white_conv":
@@ -65,3 +84,9 @@ def conv_unit(in_chs: int, out_chs: int, kernel: int, stride: int, layers: Layer
     else:
         raise ValueError(f"order: must be post, pre or white_conv, got {layers.order!r}")
     return nn.Sequential(*mods)
+
+
+def projection(in_chs: int, out_chs: int, stride: int, layers: Layers) -> nn.Sequential:
+    """1×1 conv (stride) + the stage's norm: the post-order projection shortcut of a residual block."""
+    proj = layers.conv(in_chs, out_chs, 1, stride)
+    return nn.Sequential(proj, layers.norm(out_chs, after=proj))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..layers import Layers, conv2d
+from ..layers import Layers, conv2d, projection
 from ..registry import OptionSpec, register_block
 
 
@@ -34,14 +34,14 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.order = layers.order
         needs_proj = stride != 1 or in_chs != out_chs
-        self.conv1 = conv2d(in_chs, out_chs, 3, stride)
-        self.conv2 = conv2d(out_chs, out_chs, 3, 1)
+        self.conv1 = layers.conv(in_chs, out_chs, 3, stride)
+        self.conv2 = layers.conv(out_chs, out_chs, 3, 1)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.attn = layers.attn(out_chs)
         if self.order == "post":
-            self.norm1, self.norm2 = layers.norm(out_chs), layers.norm(out_chs)
-            self.shortcut = (nn.Sequential(conv2d(in_chs, out_chs, 1, stride), layers.norm(out_chs))
-                             if needs_proj else nn.Identity())
+            self.norm1 = layers.norm(out_chs, after=self.conv1)
+            self.norm2 = layers.norm(out_chs, after=self.conv2)
+            self.shortcut = projection(in_chs, out_chs, stride, layers) if needs_proj else nn.Identity()
         else:  # pre / white_conv: norms read the conv inputs
             self.norm1, self.norm2 = layers.norm(in_chs), layers.norm(out_chs)
             self.shortcut = conv2d(in_chs, out_chs, 1, stride) if needs_proj else None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..layers import Layers, conv2d
+from ..layers import Layers, conv2d, projection
 from ..registry import OptionSpec, register_block
 
 
@@ -60,14 +60,14 @@ class Bottleneck(nn.Module):
         self.order = layers.order
         self.mid_chs, self.groups = mid, bottleneck_groups(mid, group_width)
         needs_proj = stride != 1 or in_chs != out_chs
-        self.conv1 = conv2d(in_chs, mid, 1)
-        self.conv2 = conv2d(mid, mid, 3, stride, groups=self.groups)
-        self.conv3 = conv2d(mid, out_chs, 1)
+        self.conv1 = layers.conv(in_chs, mid, 1)
+        self.conv2 = layers.conv(mid, mid, 3, stride, groups=self.groups)
+        self.conv3 = layers.conv(mid, out_chs, 1)
         self.attn = layers.attn(out_chs)
         if self.order == "post":
-            self.norm1, self.norm2, self.norm3 = layers.norm(mid), layers.norm(mid), layers.norm(out_chs)
-            self.shortcut = (nn.Sequential(conv2d(in_chs, out_chs, 1, stride), layers.norm(out_chs))
-                             if needs_proj else nn.Identity())
+            self.norm1, self.norm2 = layers.norm(mid, after=self.conv1), layers.norm(mid, after=self.conv2)
+            self.norm3 = layers.norm(out_chs, after=self.conv3)
+            self.shortcut = projection(in_chs, out_chs, stride, layers) if needs_proj else nn.Identity()
         else:  # pre / white_conv: each norm reads its conv's input
             self.norm1, self.norm2, self.norm3 = layers.norm(in_chs), layers.norm(mid), layers.norm(mid)
             self.shortcut = conv2d(in_chs, out_chs, 1, stride) if needs_proj else None

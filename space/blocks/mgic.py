@@ -77,8 +77,8 @@ class MGICLevel(nn.Module):
         self.restrict = conv2d(fine, coarse, 1, groups=groups)
         self.coarse = MGICLevel(widths[1:], group_size, layers) if len(widths) > 2 else \
             ResidualStep(coarse, 1, layers)
-        self.prolong = conv2d(coarse, fine, 1, groups=groups)
-        self.prolong_norm = nn.Identity() if layers.order == "pre" else layers.norm(fine)
+        self.prolong = layers.conv(coarse, fine, 1, groups=groups)
+        self.prolong_norm = nn.Identity() if layers.order == "pre" else layers.norm(fine, after=self.prolong)
         self.smooth = ResidualStep(fine, groups, layers, attn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

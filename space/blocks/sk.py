@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 from timm.layers import SelectiveKernel
 
-from ..layers import Layers, conv2d, conv_unit
+from ..layers import Layers, conv_unit
 from ..registry import OptionSpec, register_block
 
 
@@ -66,7 +66,8 @@ class SKConv(SelectiveKernel):
 def _shortcut(in_chs: int, out_chs: int, stride: int, layers: Layers) -> nn.Module:
     if stride == 1 and in_chs == out_chs:
         return nn.Identity()
-    return nn.Sequential(conv2d(in_chs, out_chs, 1, stride), layers.norm(out_chs))
+    proj = layers.conv(in_chs, out_chs, 1, stride)
+    return nn.Sequential(proj, layers.norm(out_chs, after=proj))
 
 
 def mid_width(width: int, ratio: float) -> int:
