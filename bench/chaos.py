@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--modes: unknown mode {bad[0] if bad else '(none)'!r}; valid: {', '.join(MODES)}")
     if args.epochs < 2:
         ap.error("--epochs: must be >= 2 (MO-ASHA needs a rung below the last epoch)")
-    from search.cluster import processes_using
+    from search.cluster import kill_processes, processes_using
 
     rng = random.Random(args.seed)
     rows = []
@@ -245,11 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_mode(mode, run, interruptions=args.interruptions, rng=rng, max_delay=args.max_delay))
             print(row_line(rows[-1], rows[0] if not args.no_baseline else None), flush=True)
     finally:
-        for pid in processes_using(ray_tmp):  # never leave a Ray process of the benchmark behind
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_processes(processes_using(ray_tmp))  # never leave a Ray process of the benchmark behind
         shutil.rmtree(ray_tmp, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..registry import OptionSpec, register_norm
-from .gn import effective_groups, group_check
+from ..registry import register_norm
+from .gn import effective_groups, group_check, group_options
 
 
 class BatchGroupNorm2d(nn.Module):
@@ -60,9 +60,6 @@ def _bgn(num_features: int, *, groups: int = 32, eps: float = 1e-5, momentum: fl
     return BatchGroupNorm2d(num_features, groups=groups, eps=eps, momentum=momentum)
 
 
-register_norm("bgn", _bgn, options={
-    "groups": OptionSpec(int, 32, "number of groups G (min(G, C) is used)", lambda v: v >= 1, ">= 1"),
-    "eps": OptionSpec(float, 1e-5, "variance epsilon", lambda v: v > 0, "> 0"),
-    "momentum": OptionSpec(float, 0.1, "running-stat momentum", lambda v: 0 < v <= 1, "in (0, 1]")},
+register_norm("bgn", _bgn, options=group_options(momentum="running-stat momentum"),
     check=group_check("bgn", 32),
     doc="Batch Group Normalization (Zhou et al. 2020): BN statistics over the batch and a group of C/G channels")

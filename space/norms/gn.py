@@ -41,13 +41,20 @@ def group_check(name: str, default: int):
     return check
 
 
+def group_options(*, momentum: str | None = None) -> dict[str, OptionSpec]:
+    """The options of a group-wise norm: groups, eps, and (when ``momentum`` describes it) a running-stat momentum."""
+    options = {"groups": OptionSpec(int, 32, "number of groups G (min(G, C) is used)", lambda v: v >= 1, ">= 1"),
+               "eps": OptionSpec(float, 1e-5, "variance epsilon", lambda v: v > 0, "> 0")}
+    if momentum is not None:
+        options["momentum"] = OptionSpec(float, 0.1, momentum, lambda v: 0 < v <= 1, "in (0, 1]")
+    return options
+
+
 def _gn(num_features: int, *, groups: int = 32, eps: float = 1e-5) -> nn.Module:
     """Group normalisation (Wu & He 2018), G = min(groups, C) groups; timm's GroupNorm."""
     return GroupNorm(num_features, num_groups=effective_groups(num_features, groups), eps=eps)
 
 
-register_norm("gn", _gn, options={
-    "groups": OptionSpec(int, 32, "number of groups G (min(G, C) is used)", lambda v: v >= 1, ">= 1"),
-    "eps": OptionSpec(float, 1e-5, "variance epsilon", lambda v: v > 0, "> 0")},
+register_norm("gn", _gn, options=group_options(),
     check=group_check("gn", 32),
     doc="Group normalisation (Wu & He 2018): per-sample statistics over groups of C/G channels")

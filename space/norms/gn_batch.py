@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..registry import OptionSpec, register_norm
-from .gn import effective_groups, group_check
+from ..registry import register_norm
+from .gn import effective_groups, group_check, group_options
 
 
 class GNPlus2d(nn.Module):
@@ -54,9 +54,6 @@ def _gn_batch(num_features: int, *, groups: int = 32, eps: float = 1e-5, momentu
     return GNPlus2d(num_features, groups=groups, eps=eps, momentum=momentum)
 
 
-register_norm("gn_batch", _gn_batch, options={
-    "groups": OptionSpec(int, 32, "number of groups G (min(G, C) is used)", lambda v: v >= 1, ">= 1"),
-    "eps": OptionSpec(float, 1e-5, "variance epsilon", lambda v: v > 0, "> 0"),
-    "momentum": OptionSpec(float, 0.1, "running-stat momentum of the BN part", lambda v: 0 < v <= 1, "in (0, 1]")},
+register_norm("gn_batch", _gn_batch, options=group_options(momentum="running-stat momentum of the BN part"),
     check=group_check("gn_batch", 32),
     doc="GN improved with batch statistics (Gunawan et al. 2022): λ·GN(x) + (1−λ)·BN(GN(x)), λ = sigmoid(p) learned")

@@ -2,6 +2,7 @@
 shared by tests/search/test_report.py and test_compare.py; tests copy it before writing into it."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,27 @@ CONFIG = {
     "latency": {"batch_sizes": [1], "warmup": 1, "repeats": 3},
     "search": {"sampler": "random", "n_trials": 4, "max_concurrent": 2, "seed": 0},
 }
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_search(cfg: dict, base: Path, *, prefix: str = "nas") -> tuple[Path, subprocess.CompletedProcess]:
+    """Run ``nas search`` on ``cfg`` in a subprocess (its own short Ray temp dir, the repo on the driver's and its
+    workers' ``PYTHONPATH`` so a test plugin imports); assert it exits 0; return the run folder and the process."""
+    ray_tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # short: Ray's socket paths are length-limited
+    cfg = {**cfg, "ray": {**cfg.get("ray", {}), "temp_dir": ray_tmp}}
+    (base / f"{cfg['name']}.yaml").write_text(yaml.safe_dump(cfg))
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "search.cli", "search", str(base / f"{cfg['name']}.yaml"),
+                               "--results", str(base / "results")], cwd=base, env=env, capture_output=True,
+                              text=True, timeout=600)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, f"search failed:\n{proc.stdout}\n{proc.stderr}"
+    return base / "results" / cfg["name"], proc
 
 
 def tiny_run(base: Path) -> Path:

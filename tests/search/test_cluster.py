@@ -18,7 +18,7 @@ import optuna
 import pytest
 import yaml
 
-from search.cluster import connect, probe, processes_using, split_address, use_token_auth_if_available
+from search.cluster import connect, kill_processes, probe, processes_using, split_address, use_token_auth_if_available
 from search.config import ConfigError, parse_config
 
 
@@ -145,14 +145,8 @@ class LocalCluster:
             _signal_group(p.pid, signal.SIGKILL)
             p.wait()
         for _ in range(3):  # workers Ray moved to groups of their own: found by the files they hold in tmp
-            pids = processes_using(self.tmp)
-            if not pids:
+            if not kill_processes(processes_using(self.tmp)):
                 break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
             time.sleep(1)
         shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 
 from search import ConfigError, parse_config
 from search.limits import ConstraintsConfig, SelectConfig
 from space import Arch, Head, Stage, Stem, build_model, from_yaml
+
+from ._tiny_run import run_search
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +34,6 @@ def non_dominated(points: dict[int, tuple[float, float]]) -> set[int]:
 
 
 def test_a_plugin_metric_is_an_objective_of_a_real_search(tmp_path):
-    ray_tmp = tempfile.mkdtemp(prefix="nasmt", dir="/tmp")  # short: Ray's socket paths are length-limited
     cfg = {
         "name": "depth", "plugins": ["tests.search.depth_metric"],
         "data": {"name": "digits"},
@@ -46,19 +41,9 @@ def test_a_plugin_metric_is_an_objective_of_a_real_search(tmp_path):
         "objectives": ["val_acc", "depth"],
         "proxy": {"epochs": 1, "batch_size": 64},
         "search": {"sampler": "random", "n_trials": 3, "max_concurrent": 1, "seed": 0},
-        "ray": {"num_cpus": 1, "temp_dir": ray_tmp},
+        "ray": {"num_cpus": 1},
     }
-    (tmp_path / "depth.yaml").write_text(yaml.safe_dump(cfg))
-    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # the driver and its Ray workers import the plugin
-    try:
-        proc = subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp_path / "depth.yaml"), "--results",
-                               str(tmp_path / "results")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert proc.returncode == 0, f"search failed:\n{proc.stdout}\n{proc.stderr}"
-    run = tmp_path / "results" / "depth"
+    run, proc = run_search(cfg, tmp_path, prefix="nasmt")
 
     trials = optuna.load_study(study_name="depth", storage=f"sqlite:///{run / 'study.db'}").get_trials()
     assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)

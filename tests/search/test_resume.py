@@ -19,7 +19,7 @@ import optuna
 import pytest
 import yaml
 
-from search.cluster import DRIVER_FILE, _start_ticks, claim_run, processes_using
+from search.cluster import DRIVER_FILE, _start_ticks, claim_run, kill_processes, processes_using
 from search.config import ConfigError
 from search.run import budget_used, close_interrupted
 
@@ -181,11 +181,7 @@ def _env() -> dict[str, str]:
 def ray_tmp():
     path = tempfile.mkdtemp(prefix="nasr", dir="/tmp")  # short: Ray's socket paths are length-limited
     yield path
-    for pid in processes_using(path):  # never leave a Ray process of this test behind
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_processes(processes_using(path))  # never leave a Ray process of this test behind
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -3,18 +3,12 @@ on a batch of the run's training split (never the validation split), and setting
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 import torch
-import yaml
 
 from evaluators.zero_cost import score
 from evaluators.zero_cost_metrics import training_batch
@@ -22,11 +16,12 @@ from search import ConfigError, parse_config
 from space import build_model, from_yaml
 from train.data import load_dataset, stratified_split, to_unit_float
 
+from ._tiny_run import run_search
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_synflow_is_an_objective_of_a_real_search(tmp_path):
-    ray_tmp = tempfile.mkdtemp(prefix="naszc", dir="/tmp")
     cfg = {
         "name": "zc", "data": {"name": "digits"},
         "space": {"strides": [1, 2, 2], "base_widths": [16, 32, 64], "width_mult": [0.25, 0.5], "depth": [1, 2]},
@@ -34,18 +29,9 @@ def test_synflow_is_an_objective_of_a_real_search(tmp_path):
         "evaluators": {"zero_cost": {"batch_size": 16}},
         "proxy": {"epochs": 1, "batch_size": 64},
         "search": {"sampler": "random", "n_trials": 3, "max_concurrent": 1, "seed": 3},
-        "ray": {"num_cpus": 1, "temp_dir": ray_tmp},
+        "ray": {"num_cpus": 1},
     }
-    (tmp_path / "zc.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    try:
-        proc = subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp_path / "zc.yaml"), "--results",
-                               str(tmp_path / "results")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert proc.returncode == 0, f"search failed:\n{proc.stdout}\n{proc.stderr}"
-    run = tmp_path / "results" / "zc"
+    run, _ = run_search(cfg, tmp_path, prefix="naszc")
     study = optuna.load_study(study_name="zc", storage=f"sqlite:///{run / 'study.db'}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]
     trials = study.get_trials()

@@ -14,9 +14,11 @@ from PIL import Image
 
 from space import Arch, Head, Stage, Stem
 from train import TensorSplit, load_dataset, make_loaders
-from train.retrain import Callback, RetrainConfig, ShardedTensorLoader, make_train_loader, retrain
+from train.retrain import RetrainConfig, ShardedTensorLoader, make_train_loader, retrain
 from train.retrain.distributed import DistInfo
 from train.seeding import EpochSampler, SeededAugment
+
+from ._callbacks import StopAt
 
 
 def write_tree(root, *, per_class: int, seed: int = 0) -> None:
@@ -116,17 +118,6 @@ def test_proxy_loader_is_a_function_of_seed_and_epoch(tree):
 def tiny() -> Arch:
     st = [Stage("basic", 1, w, s, norm="bn", order="pre") for w, s in ((8, 1), (16, 2))]
     return Arch(stem=Stem(width=8), stages=tuple(st), head=Head(dropout=0.2), input_size=16)
-
-
-class StopAt(Callback):
-    """Simulates a kill right after epoch ``epoch``'s checkpoint."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_start(self, ctx) -> None:
-        if ctx.epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_retrain_resume_on_imagefolder_ends_bit_identical_whatever_the_workers(tree, tmp_path):

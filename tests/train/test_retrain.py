@@ -23,6 +23,8 @@ from train.retrain import (
     retrain,
 )
 
+from ._callbacks import StopAt
+
 TIMING_KEYS = {"seconds", "images_per_s"}
 
 
@@ -92,17 +94,6 @@ def test_param_groups_follow_timm_decay_rule_and_module_claims():
 
 
 # --------------------------------------------------------------------------- resume
-
-
-class StopAt(Callback):
-    """Simulates a kill right after epoch ``epoch``'s checkpoint."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_start(self, ctx) -> None:
-        if ctx.epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_resume_after_a_kill_ends_bit_identical(tmp_path):
