@@ -12,10 +12,12 @@ pure torch in :mod:`train.methods`; proxy training calls them through ``MethodRu
 
   :class:`GradInitCallback` runs GradInit in ``on_start`` of a fresh run (a resumed run already holds
   the rescaled weights in its checkpoint), on the bare model with batches of the training loader, with
-  η = the run's lr (after any batch-size rule) and A from ``cfg.opt`` (SGD family → SGD step,
-  Adam-like → sign step). Under data parallelism every rank runs it on its own shard and then takes
-  rank 0's weights (a broadcast), so all replicas start equal; the EMA copy, if any, is reset to the
-  new weights. The scalar statistics join the first epoch's metrics row and the checkpoint.
+  η·A = the first step of ``cfg.opt`` at the run's lr (after any batch-size rule; Nesterov SGD moves by
+  lr·(1+μ)·g, Adam by lr·sign g: :func:`~train.methods.gradinit.first_step`). Under data parallelism it
+  runs once: rank 0 runs it on a copy of the bare model with plain BatchNorm in place of SyncBatchNorm
+  (no collectives inside GradInit), on its loader shard; then its scaled parameters and statistics are
+  broadcast and the other ranks do not run it. The EMA copy, if any, is reset to the new weights. The
+  scalar statistics join the first epoch's metrics row and the checkpoint.
 
 - Retrain hook for the effective learning rate of scale-invariant weights (Kodryan et al., NeurIPS 2022;
   :mod:`train.methods.elr`).
@@ -35,11 +37,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
 from ..methods.elr import ElrTracker, FixedElr, find_scale_invariant, si_param_groups_fn
-from ..methods.gradinit import check_options, gradinit, gradinit_summary, inner_optimizer_for
+from ..methods.gradinit import check_options, first_step, gradinit, gradinit_once, gradinit_summary, inner_optimizer_for
 from ..methods.lr_rule import LR_RULES, optimizer_family, resolve_rule, scale_lr
 from ..methods.runner import ELR_MODES, MethodsConfig
 from .callbacks import Callback, RetrainContext
@@ -67,12 +68,14 @@ __all__ = ["LR_RULES", "LrRuleCallback", "optimizer_family", "resolve_rule", "sc
 class GradInitCallback(Callback):
     """GradInit before the first epoch: ``iters`` T, ``scale_lr`` τ, ``gamma`` γ, ``alpha_floor`` α_lb.
 
-    ``lr`` (η) and ``inner_optimizer`` (``sgd``/``adam``) default to the run's lr and optimizer family.
+    ``lr`` (η) and ``inner_optimizer`` (``sgd``/``adam``) default to the first step of the run's optimizer;
+    ``scale_lr`` and ``gamma`` to the authors' settings for its family.
     """
 
-    def __init__(self, *, iters: int = 100, scale_lr: float = 1e-2, gamma: float = 1.0, alpha_floor: float = 0.01,
-                 lr: float | None = None, inner_optimizer: str | None = None) -> None:
-        check_options(lr if lr is not None else 1.0, gamma, alpha_floor, iters, inner_optimizer or "sgd", scale_lr)
+    def __init__(self, *, iters: int = 100, scale_lr: float | None = None, gamma: float | None = None,
+                 alpha_floor: float = 0.01, lr: float | None = None, inner_optimizer: str | None = None) -> None:
+        check_options(lr if lr is not None else 1.0, gamma or 1.0, alpha_floor, iters, inner_optimizer or "sgd",
+                      scale_lr or 1.0)
         self.iters, self.scale_lr, self.gamma, self.alpha_floor = iters, scale_lr, gamma, alpha_floor
         self.lr, self.inner_optimizer = lr, inner_optimizer
         self.stats: dict[str, float] = {}
@@ -81,13 +84,15 @@ class GradInitCallback(Callback):
     def on_start(self, ctx: RetrainContext) -> None:
         if ctx.resumed:
             return
-        inner = self.inner_optimizer or inner_optimizer_for(ctx.cfg.opt)
-        stats = gradinit(ctx.model, ctx.train_loader, lr=self.lr if self.lr is not None else ctx.cfg.lr,
-                         gamma=self.gamma, alpha_floor=self.alpha_floor, iters=self.iters, inner_optimizer=inner,
-                         scale_lr=self.scale_lr, device=ctx.info.device)
-        if ctx.info.distributed:
-            for p in ctx.model.parameters():
-                dist.broadcast(p.data, src=0)
+        if self.lr is not None and self.inner_optimizer is not None:
+            inner, eta = self.inner_optimizer, self.lr
+        else:
+            inner, factor = first_step(ctx.cfg.opt, ctx.cfg.momentum)
+            inner, eta = self.inner_optimizer or inner, self.lr if self.lr is not None else ctx.cfg.lr * factor
+        stats = gradinit_once(ctx.model, ctx.train_loader, distributed=ctx.info.distributed, is_main=ctx.info.is_main,
+                              lr=eta, gamma=self.gamma,
+                              alpha_floor=self.alpha_floor, iters=self.iters, inner_optimizer=inner,
+                              scale_lr=self.scale_lr, device=ctx.info.device)
         if ctx.ema is not None:
             ctx.ema.set(ctx.model)
         self.stats, self._report = gradinit_summary(stats), True
