@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from ..config_base import ConfigModel, FieldError, literal
 from ..engine import ParamGroupsFn, nas_param_groups
-from .elr import ElrTracker, FixedElr, find_scale_invariant, si_param_groups_fn
+from .elr import ElrTracker, FixedElr, check_elr_optimizer, find_scale_invariant, si_param_groups_fn
 from .gradinit import first_step, gradinit, gradinit_summary, inner_optimizer_for
 from .lr_rule import LR_RULES, resolve_rule, scale_lr
 
@@ -42,8 +42,10 @@ class MethodsConfig(ConfigModel):
       family; η·A is the optimizer's first step (:func:`~train.methods.gradinit.first_step`).
     - ``lr_rule``: ``none``, ``linear``, ``sqrt`` or ``auto`` (Granziol et al. 2022): the given lr is
       the one tuned at batch ``lr_base_batch`` and is moved to the actual (global) batch size.
-    - ``elr``: ``off``, ``log`` (ELR of the scale-invariant weights each epoch) or ``fixed`` (train
-      them on the sphere of radius ``elr_radius``, default their initial norm; Kodryan et al. 2022).
+    - ``elr``: ``off``, ``log`` (ELR of the scale-invariant weights each epoch, per optimizer family:
+      lr/‖w‖² for SGD, lr/((1−μ)‖w‖²) with momentum μ, lr/‖w‖ for Adam) or ``fixed`` (train them on the
+      sphere of radius ``elr_radius``, default their initial norm; Kodryan et al. 2022); SGD- and
+      Adam-family optimizers only (:data:`~train.methods.elr.ELR_OPTIMIZERS`).
     """
 
     gradinit: bool = Field(False, description="GradInit before training (Zhu et al. 2021)")
@@ -68,14 +70,16 @@ class MethodsConfig(ConfigModel):
         return self
 
     def check_optimizer(self, optimizer_name: str) -> None:
-        """The optimizer-dependent checks (:class:`FieldError`): ``lr_rule: auto`` and GradInit need a known
-        optimizer family."""
+        """The optimizer-dependent checks (:class:`FieldError`): ``lr_rule: auto``, GradInit and the ELR need a
+        known optimizer family."""
         try:
             resolve_rule(self.lr_rule, optimizer_name)
             if self.gradinit:
                 inner_optimizer_for(optimizer_name)
+            if self.elr != "off":
+                check_elr_optimizer(optimizer_name)
         except ValueError as exc:
-            field = "lr_rule" if str(exc).startswith("lr_rule:") else "gradinit"
+            field = str(exc).split(":", 1)[0]
             raise FieldError(field, str(exc).removeprefix(f"{field}: ")) from None
 
 
