@@ -26,7 +26,7 @@ from ..config_base import ConfigModel, FieldError, literal
 from ..engine import ParamGroupsFn, nas_param_groups
 from .elr import ElrTracker, FixedElr, check_elr_optimizer, find_scale_invariant, si_param_groups_fn
 from .gradinit import first_step, gradinit, gradinit_summary, inner_optimizer_for
-from .lr_rule import LR_RULES, resolve_rule, scale_lr
+from .lr_rule import LR_MAX_BATCH, LR_RULES, LR_WARMUP_EPOCHS, resolve_rule, scale_lr
 
 ELR_MODES = ("off", "log", "fixed")
 LrRule = literal(LR_RULES)
@@ -41,7 +41,8 @@ class MethodsConfig(ConfigModel):
       lower bound ``gradinit_min_scale``; τ and γ default to the authors' settings for the optimizer's
       family; η·A is the optimizer's first step (:func:`~train.methods.gradinit.first_step`).
     - ``lr_rule``: ``none``, ``linear``, ``sqrt`` or ``auto`` (Granziol et al. 2022): the given lr is
-      the one tuned at batch ``lr_base_batch`` and is moved to the actual (global) batch size.
+      the one tuned at batch ``lr_base_batch`` and is moved to the actual (global) batch size, up to
+      the critical batch ``lr_max_batch``; retraining warms up over ``lr_warmup_epochs`` (Goyal et al.).
     - ``elr``: ``off``, ``log`` (ELR of the scale-invariant weights each epoch, per optimizer family:
       lr/‖w‖² for SGD, lr/((1−μ)‖w‖²) with momentum μ, lr/‖w‖ for Adam) or ``fixed`` (train them on the
       sphere of radius ``elr_radius``, default their initial norm; Kodryan et al. 2022); SGD- and
@@ -58,6 +59,11 @@ class MethodsConfig(ConfigModel):
     lr_rule: LrRule = Field("none", description="move lr from lr_base_batch to the global batch: linear for SGD, "
                                                 "sqrt for Adam-like, auto picks (Granziol et al. 2022)")
     lr_base_batch: int = Field(128, ge=1, description="batch size lr was tuned at")
+    lr_max_batch: int = Field(LR_MAX_BATCH, ge=1, description="critical batch: above it the rule keeps its value "
+                                                              "there (the stable lr saturates)")
+    lr_warmup_epochs: int = Field(LR_WARMUP_EPOCHS, ge=0, description="retrain: gradual warm-up epochs from the "
+                                                                      "unscaled lr when the rule raises it (Goyal et "
+                                                                      "al. 2017) and no warmup_epochs is set")
     elr: ElrMode = Field("off", description="effective lr of scale-invariant weights: log it, or train them on a "
                                             "sphere (fixed; Kodryan et al. 2022)")
     elr_radius: float | None = Field(None, gt=0, description="sphere radius with elr fixed (default: the weights' "
@@ -98,7 +104,8 @@ class MethodRunner:
 
     def scaled_lr(self, base_lr: float, batch_size: int) -> float:
         """``base_lr`` moved from ``lr_base_batch`` to ``batch_size`` by ``lr_rule``."""
-        return scale_lr(base_lr, batch_size, self.cfg.lr_base_batch, self.optimizer_name, self.cfg.lr_rule)
+        return scale_lr(base_lr, batch_size, self.cfg.lr_base_batch, self.optimizer_name, self.cfg.lr_rule,
+                        max_batch=self.cfg.lr_max_batch)
 
     def start(self, model: nn.Module, loader: Iterable, *, lr: float, example_input: torch.Tensor,
               device: str | torch.device | None = None) -> dict[str, float]:

@@ -4,9 +4,11 @@ pure torch in :mod:`train.methods`; proxy training calls them through ``MethodRu
 - Retrain hook for the batch-size learning-rate rule (Granziol et al., JMLR 2022; :mod:`train.methods.lr_rule`).
 
   :class:`LrRuleCallback` rewrites ``cfg.lr`` in ``configure``, before anything is built: the configured
-  lr is the one tuned at ``base_batch``; the run's global batch is ``cfg.batch_size × world_size``.
-  Only the peak lr moves (``warmup_lr`` and ``min_lr`` are absolute values, as in timm). A resumed run
-  applies the same rule to the same settings, so its lr matches the checkpoint's.
+  lr is the one tuned at ``base_batch``; the run's global batch is ``cfg.batch_size × world_size``,
+  capped at the critical batch ``max_batch``. Only the peak lr moves (``min_lr`` is absolute, as in
+  timm); when it rises and no warm-up is set, a gradual warm-up from the unscaled lr is added (Goyal
+  et al. 2017). A resumed run applies the same rule to the same settings, so its lr matches the
+  checkpoint's.
 
 - Retrain hook for GradInit (Zhu et al., NeurIPS 2021; :mod:`train.methods.gradinit`).
 
@@ -41,24 +43,35 @@ import torch.nn as nn
 
 from ..methods.elr import ElrTracker, FixedElr, find_scale_invariant, si_param_groups_fn
 from ..methods.gradinit import check_options, first_step, gradinit, gradinit_once, gradinit_summary, inner_optimizer_for
-from ..methods.lr_rule import LR_RULES, optimizer_family, resolve_rule, scale_lr
+from ..methods.lr_rule import LR_MAX_BATCH, LR_RULES, LR_WARMUP_EPOCHS, optimizer_family, resolve_rule, scale_lr
 from ..methods.runner import ELR_MODES, MethodsConfig
 from .callbacks import Callback, RetrainContext
 from .config import RetrainConfig
 
 
 class LrRuleCallback(Callback):
-    """``lr ← scale_lr(lr, batch_size × world_size, base_batch, opt, rule)`` (linear for SGD, √ for Adam-like)."""
+    """``lr ← scale_lr(lr, batch_size × world_size, base_batch, opt, rule, max_batch=max_batch)`` (linear for SGD,
+    √ for Adam-like, constant past the critical batch). When that raises the lr and the run has no warm-up,
+    Goyal et al.'s gradual warm-up is added: ``warmup_epochs`` = min(``warmup_epochs``, epochs − 1) from
+    ``warmup_lr`` = the unscaled lr."""
 
-    def __init__(self, *, rule: str = "auto", base_batch: int = 128) -> None:
+    def __init__(self, *, rule: str = "auto", base_batch: int = 128, max_batch: int | None = LR_MAX_BATCH,
+                 warmup_epochs: int = LR_WARMUP_EPOCHS) -> None:
         if rule not in LR_RULES:
             raise ValueError(f"lr_rule: must be one of {', '.join(LR_RULES)}, got {rule!r}")
-        if isinstance(base_batch, bool) or not isinstance(base_batch, int) or base_batch < 1:
-            raise ValueError(f"lr_base_batch: must be an integer >= 1, got {base_batch!r}")
-        self.rule, self.base_batch = rule, base_batch
+        cap = 1 if max_batch is None else max_batch
+        for field, value, least in (("lr_base_batch", base_batch, 1), ("lr_max_batch", cap, 1),
+                                    ("lr_warmup_epochs", warmup_epochs, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{field}: must be an integer >= {least}, got {value!r}")
+        self.rule, self.base_batch, self.max_batch, self.warmup_epochs = rule, base_batch, max_batch, warmup_epochs
 
     def configure(self, cfg: RetrainConfig, *, world_size: int) -> RetrainConfig:
-        lr = scale_lr(cfg.lr, cfg.batch_size * world_size, self.base_batch, cfg.opt, self.rule)
+        lr = scale_lr(cfg.lr, cfg.batch_size * world_size, self.base_batch, cfg.opt, self.rule,
+                      max_batch=self.max_batch)
+        warmup = min(self.warmup_epochs, cfg.epochs - 1)
+        if lr > cfg.lr and cfg.warmup_epochs == 0 and warmup > 0:
+            return cfg.replace(lr=lr, warmup_epochs=warmup, warmup_lr=cfg.lr)
         return cfg.replace(lr=lr)
 
 
@@ -183,7 +196,8 @@ def method_callbacks(cfg: MethodsConfig) -> list[Callback]:
     cfg = cfg.check()
     callbacks: list[Callback] = []
     if cfg.lr_rule != "none":
-        callbacks.append(LrRuleCallback(rule=cfg.lr_rule, base_batch=cfg.lr_base_batch))
+        callbacks.append(LrRuleCallback(rule=cfg.lr_rule, base_batch=cfg.lr_base_batch, max_batch=cfg.lr_max_batch,
+                                        warmup_epochs=cfg.lr_warmup_epochs))
     if cfg.gradinit:
         callbacks.append(GradInitCallback(iters=cfg.gradinit_iters, scale_lr=cfg.gradinit_lr, gamma=cfg.gradinit_gamma,
                                           alpha_floor=cfg.gradinit_min_scale))
