@@ -97,7 +97,7 @@ class AccuracyEvaluator:
             model.to(memory_format=torch.channels_last)
         train_loader, val_loader = make_loaders(self.data, batch_size=self.batch_size, val_fraction=self.val_fraction,
                                                 seed=self.seed, augment=True)
-        runner = MethodRunner(self.methods, elr_per_layer=False)
+        runner = MethodRunner(self.methods, momentum=self.momentum, elr_per_layer=False)
         size = arch.input_size
         extra = runner.start(model, train_loader, lr=self.lr, device=dev,
                              example_input=torch.zeros(2, self.data.in_chans, size, size, device=dev))

@@ -83,3 +83,61 @@ def test_torchrun_module_train_retrain_matches_one_process(tmp_path):
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert (two["world_size"], two["global_batch"]) == (2, 64)
     assert two["history"][0]["train_loss"] == pytest.approx(one["history"][0]["train_loss"], rel=1e-5)
+
+
+class _CountingLoader:
+    def __init__(self, batches: list) -> None:
+        self.batches, self.served = batches, 0
+
+    def __iter__(self):
+        for b in self.batches:
+            self.served += 1
+            yield b
+
+
+def _bn_net(seed: int, sync_bn: bool) -> torch.nn.Module:
+    torch.manual_seed(seed)  # no conv bias: BatchNorm cancels it, its GradInit scale would follow rounding noise
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(net) if sync_bn else net
+
+
+def _gradinit_batches() -> list:
+    g = torch.Generator().manual_seed(7)
+    return [(torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(3)]
+
+
+def _gradinit_rank(rank: int, store: str, out: str, sync_bn: bool) -> None:
+    import torch.distributed as dist
+
+    from train.methods.gradinit import gradinit_once
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        net = _bn_net(rank, sync_bn)  # the ranks start from different weights
+        loader = _CountingLoader(_gradinit_batches())
+        stats = gradinit_once(net, loader, distributed=True, is_main=rank == 0, lr=0.1, gamma=1e9, iters=3,
+                              scale_lr=0.05)
+        torch.save({"params": [p.detach() for p in net.parameters()], "served": loader.served, "stats": stats},
+                   f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("sync_bn", [False, True])
+def test_gradinit_runs_once_on_rank_0_and_every_rank_gets_its_weights(tmp_path, sync_bn):
+    """Two gloo ranks: rank 0 alone draws batches, the ranks end equal to one single-process GradInit of rank 0's
+    model. With SyncBatchNorm (which refuses CPU tensors in train mode) rank 0 runs on a plain-BN copy."""
+    import torch.multiprocessing as mp
+
+    from train.methods import gradinit
+
+    mp.spawn(_gradinit_rank, args=(str(tmp_path / "store"), str(tmp_path), sync_bn), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert (r0["served"], r1["served"]) == (6, 0)  # two batches per iteration, on rank 0 only
+    assert r0["stats"]["alpha"] == r1["stats"]["alpha"]
+    reference = _bn_net(0, sync_bn=False)
+    gradinit(reference, _gradinit_batches(), lr=0.1, gamma=1e9, iters=3, scale_lr=0.05)
+    for a, b, ref in zip(r0["params"], r1["params"], reference.parameters()):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, ref.detach())

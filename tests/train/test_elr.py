@@ -96,7 +96,12 @@ def test_tracker_logs_lr_over_squared_norms():
         assert row[f"elr/{n}"] == pytest.approx(0.1 / float(params[n].detach().pow(2).sum()), rel=1e-6)
     opt = make_sgd(model, lr=0.05, momentum=0.9, weight_decay=0.0)
     assert ElrTracker(model, si, per_layer=False).on_epoch_end(1, model, opt) == {
-        "elr": pytest.approx(0.05 / total, rel=1e-6), "si_norm": pytest.approx(math.sqrt(total), rel=1e-6)}
+        "elr": pytest.approx(0.05 / (1 - 0.9) / total, rel=1e-6), "si_norm": pytest.approx(math.sqrt(total), rel=1e-6)}
+    adam = torch.optim.Adam(model.parameters(), lr=1e-3)
+    assert ElrTracker(model, si, per_layer=False).on_epoch_end(1, model, adam)["elr"] == pytest.approx(
+        1e-3 / math.sqrt(total), rel=1e-6)
+    with pytest.raises(ValueError, match="elr: no effective-learning-rate model for optimizer Adagrad"):
+        ElrTracker(model, si).on_epoch_end(1, model, torch.optim.Adagrad(model.parameters()))
     with pytest.raises(ValueError, match="si_params"):
         ElrTracker(model, ["nope.weight"])
 
@@ -128,7 +133,8 @@ def test_fixed_elr_keeps_the_norm_through_training_steps():
         assert fixed.norm() == pytest.approx(radius, rel=1e-6)
     assert max(drift) > 1e-4, "an SGD step moves the norm (so the projection is doing the work)"
     row = runner.on_epoch_end(1, model, opt)
-    assert row["elr"] == pytest.approx(fixed.elr(0.5), rel=1e-5) == pytest.approx(0.5 / radius ** 2, rel=1e-5)
+    assert row["elr"] == pytest.approx(fixed.elr(0.5, opt), rel=1e-5) == pytest.approx(
+        0.5 / (1 - 0.9) / radius ** 2, rel=1e-5)  # Nesterov momentum 0.9: ten times the plain-SGD value
 
 
 def test_fixed_radius_and_errors():
@@ -183,3 +189,58 @@ def test_retrain_callback_logs_projects_and_refuses_decay():
     resumed = ElrCallback(mode="fixed")
     resumed.load_state_dict(fixed.state_dict())
     assert resumed.radius == radius
+
+
+def _tangential_norm(v: torch.Tensor, w: torch.Tensor) -> float:
+    u = w / w.norm()
+    return float((v - (v * u).sum() * u).norm())
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+def test_logged_elr_predicts_the_angular_update_of_a_scale_invariant_weight(kind):
+    """Conv → BatchNorm: measure the angle the weight's direction turns per step and compare it with the logged
+    ELR times the step's size on the unit sphere. SGD (van Laarhoven 2017; Arora et al. 2019): the gradient of
+    w = ‖w‖u is ∇_u L/‖w‖, so Δu = lr·∇_u L/‖w‖²; with momentum μ a slowly turning gradient is applied 1/(1−μ)
+    times in the steady state. Adam (Roburin et al. 2020): the step m̂/(√v̂+ε) does not scale with ‖w‖, so
+    Δu = lr·tan(m̂/√v̂)/‖w‖. The weight norm is set to 5 so a wrong power or momentum factor shows."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(8 * 6 * 6, 5))
+    w = net[0].weight
+    with torch.no_grad():
+        w.mul_(5.0 / w.norm())
+    x = torch.randn(32, 3, 8, 8)
+    y = torch.randint(0, 5, (32,))
+    opt = {"sgd": lambda: torch.optim.SGD([w], lr=0.5),
+           "momentum": lambda: torch.optim.SGD([w], lr=0.01, momentum=0.9),
+           "adam": lambda: torch.optim.Adam([w], lr=2e-3)}[kind]()
+    tracker = ElrTracker(net, ["0.weight"], per_layer=False)
+    for step in range(150):  # momentum: the steady state (measured ratio 1.035 at step 150)
+        elr = tracker.on_epoch_end(step, net, opt)["elr"]
+        before = w.detach().clone()
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        unit_grad = float(w.grad.norm()) * float(before.norm())  # ‖∇_u L‖ on the unit sphere
+        opt.step()
+        cos = float((before * w.detach()).sum() / (before.norm() * w.detach().norm()))
+        angle = math.acos(min(1.0, cos))
+        if kind == "adam":
+            state = opt.state[w]
+            t = float(state["step"])
+            m_hat = state["exp_avg"] / (1 - 0.9 ** t)
+            v_hat = state["exp_avg_sq"] / (1 - 0.999 ** t)
+            predicted = elr * _tangential_norm(m_hat / (v_hat.sqrt() + 1e-8), before)
+        else:
+            predicted = elr * unit_grad
+    assert angle == pytest.approx(predicted, rel=0.1)
+
+
+@pytest.mark.parametrize("mode", ["log", "fixed"])
+def test_elr_refuses_optimizers_without_a_model_in_one_line(mode):
+    from train.retrain import RetrainConfig
+
+    with pytest.raises(ValueError) as info:
+        RetrainConfig(opt="lamb", methods=MethodsConfig(elr=mode))
+    assert "methods.elr: no effective-learning-rate model for opt 'lamb'; valid opt with elr: adam, adamax" in str(
+        info.value) and "\n" not in str(info.value)
+    assert RetrainConfig(opt="adamw", lr=1e-3, methods=MethodsConfig(elr=mode)).methods.elr == mode

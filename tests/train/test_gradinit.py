@@ -15,6 +15,7 @@ from space import build_model
 from space.presets import wrn
 from train import load_dataset, make_loaders
 from train.methods import gradinit, inner_optimizer_for
+from train.methods.gradinit import FIRST_STEP, first_step
 from train.retrain.methods import GradInitCallback
 
 
@@ -125,8 +126,8 @@ def test_retrain_callback_runs_on_fresh_runs_only():
     data = [(torch.randn(8, 5), torch.randint(0, 3, (8,))) for _ in range(2)]
     lines: list[str] = []
     ctx = SimpleNamespace(resumed=True, model=model, train_loader=data, ema=None, out=lines.append,
-                          cfg=SimpleNamespace(lr=0.1, opt="momentum"),
-                          info=SimpleNamespace(distributed=False, device=torch.device("cpu")))
+                          cfg=SimpleNamespace(lr=0.1, opt="momentum", momentum=0.9),
+                          info=SimpleNamespace(distributed=False, is_main=True, device=torch.device("cpu")))
     before = copy.deepcopy(model.state_dict())
     cb = GradInitCallback(iters=3, scale_lr=0.1, gamma=1e9)
     cb.on_start(ctx)
@@ -156,3 +157,48 @@ def test_second_order_term_is_differentiated_unless_first_order():
     full, first = run(False), run(True)
     assert full.keys() == first.keys()
     assert max(abs(full[k] - first[k]) for k in full) > 1e-4, "d/dα of −η·g(α) changes the scales"
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_STEP))
+def test_first_step_model_is_the_timm_optimizers_first_step(name):
+    """η·A[g] (Zhu et al. Eq. 1) must be the step the optimizer really takes first: run timm's optimizer."""
+    from timm.optim import create_optimizer_v2
+
+    torch.manual_seed(0)
+    weights = [nn.Parameter(torch.randn(4, 3, 3, 3)), nn.Parameter(torch.randn(7))]
+    grads = [torch.randn_like(w) for w in weights]
+    start = [w.detach().clone() for w in weights]
+    opt = create_optimizer_v2(weights, opt=name, lr=0.01, weight_decay=0.0, momentum=0.8)
+    for w, g in zip(weights, grads):
+        w.grad = g.clone()
+    opt.step()
+    inner, factor = first_step(name, 0.8)
+    for w, w0, g in zip(weights, start, grads):
+        expected = -0.01 * factor * (g if inner == "sgd" else g.sign())
+        torch.testing.assert_close(w.detach() - w0, expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lamb", "novograd", "adafactor", "nadam", "lion"])
+def test_optimizers_without_a_first_step_model_are_refused_in_one_line(name):
+    from train.methods import MethodsConfig
+    from train.retrain import RetrainConfig
+
+    with pytest.raises(ValueError) as info:
+        RetrainConfig(opt=name, methods=MethodsConfig(gradinit=True))
+    msg = str(info.value)
+    assert f"methods.gradinit: no first-step model for opt '{name}'" in msg
+    assert "valid opt with gradinit: adagrad, adam, adamax, adamw, adan" in msg
+
+
+def test_adam_target_takes_objective_steps_at_the_default_gamma(digits8):
+    """The ℓ1 gradient norm of this 20k-weight WRN is ~11: γ = 1 (the SGD setting) leaves GradInit with constraint
+    steps only; the Adam default (γ = 1000, the authors' Transformer setting) takes objective steps."""
+    train, _ = digits8
+    model = small_wrn()
+    grads = torch.autograd.grad(F.cross_entropy(model.train()(next(iter(train))[0]), next(iter(train))[1]),
+                                list(model.parameters()))
+    assert 1.0 < sum(float(g.abs().sum()) for g in grads) < 1e3
+    stats = gradinit(small_wrn(), train, lr=1e-3, inner_optimizer="adam", iters=3)
+    assert stats["iters"] - stats["constraint_steps"] == 3 and math.isfinite(stats["step_loss"])
+    stats = gradinit(small_wrn(), train, lr=1e-3, inner_optimizer="adam", gamma=1.0, iters=3)
+    assert stats["constraint_steps"] == 3

@@ -79,3 +79,31 @@ def test_proxy_runner_scales_and_checks_at_construction():
 def test_docstring_examples():
     result = doctest.testmod(lr_rule_module)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_large_batches_stop_at_the_critical_batch_and_warn_once():
+    """Granziol et al. 2022: the rule holds below the critical batch (1024 by default); past it the lr saturates.
+    By hand: SGD 0.1 at 128 → 0.1·1024/128 = 0.8 at 8192 (not 6.4); Adam 1e-3 → 1e-3·√8 = 2.8284e-3 (not 8e-3)."""
+    lr_rule_module._warned.clear()
+    with pytest.warns(UserWarning, match="global batch 8192 is above lr_max_batch 1024") as record:
+        assert scale_lr(0.1, 8192, 128, "sgd") == pytest.approx(0.8)
+        assert scale_lr(0.1, 8192, 128, "sgd") == pytest.approx(0.8)
+    assert len(record) == 1, "warned once"
+    with pytest.warns(UserWarning):
+        assert scale_lr(1e-3, 8192, 128, "adamw", max_batch=2048) == pytest.approx(1e-3 * 4.0)
+    assert scale_lr(0.1, 8192, 128, "sgd", max_batch=8192) == pytest.approx(6.4)
+    assert scale_lr(1e-3, 1024, 128, "adam") == pytest.approx(2.8284271e-3)
+
+
+def test_retrain_rule_adds_goyal_warmup_when_it_raises_the_lr():
+    cb = LrRuleCallback(rule="auto", base_batch=128)
+    cfg = cb.configure(RetrainConfig(batch_size=256, epochs=30, lr=0.1), world_size=4)  # global 1024
+    assert (cfg.lr, cfg.warmup_epochs, cfg.warmup_lr) == (pytest.approx(0.8), 5, 0.1)
+    kept = cb.configure(RetrainConfig(batch_size=256, epochs=30, lr=0.1, warmup_epochs=2), world_size=4)
+    assert (kept.warmup_epochs, kept.warmup_lr) == (2, 1e-5), "an explicit warm-up is kept"
+    short = cb.configure(RetrainConfig(batch_size=256, epochs=3, lr=0.1), world_size=1)
+    assert short.warmup_epochs == 2 and short.lr == pytest.approx(0.2)
+    lower = cb.configure(RetrainConfig(batch_size=32, epochs=30, lr=0.1), world_size=1)
+    assert lower.warmup_epochs == 0 and lower.lr == pytest.approx(0.025), "no warm-up when the lr drops"
+    with pytest.raises(ValueError, match="lr_max_batch"):
+        LrRuleCallback(max_batch=0)

@@ -55,7 +55,9 @@ def test_retrain_with_lr_rule_gradinit_and_elr_log(tmp_path: Path):
     row = metrics["history"][0]
     assert row["gradinit_iters"] == 3 and 0.01 <= row["gradinit_alpha_min"] <= row["gradinit_alpha_max"]
     assert any(line.startswith("gradinit: 3 iterations") for line in lines)
-    assert row["elr"] == pytest.approx(row["lr"] / row["si_norm"] ** 2, rel=1e-6) and row["lr"] == pytest.approx(0.1)
+    # Nesterov SGD, momentum 0.9: the steady-state step is lr/(1 − μ) per unit gradient
+    assert row["elr"] == pytest.approx(row["lr"] / (1 - 0.9) / row["si_norm"] ** 2, rel=1e-6)
+    assert row["lr"] == pytest.approx(0.1)
     assert sum(k.startswith("elr/") for k in row) == 4  # pre-act WRN-10: the stem and each block's conv1
     with open(tmp_path / "metrics.csv") as f:
         header = next(csv.reader(f))
@@ -83,7 +85,8 @@ def test_cli_retrain_fixed_elr_lr_rule_and_gradinit(tmp_path: Path, capsys):
         (True, 3, "fixed", 2.5)
     row = metrics["history"][0]
     assert row["gradinit_iters"] == 3 and row["lr"] == pytest.approx(0.05)
-    assert row["si_norm"] == pytest.approx(2.5, rel=1e-5) and row["elr"] == pytest.approx(0.05 / 2.5 ** 2, rel=1e-5)
+    assert row["si_norm"] == pytest.approx(2.5, rel=1e-5)
+    assert row["elr"] == pytest.approx(0.05 / (1 - 0.9) / 2.5 ** 2, rel=1e-5)  # Nesterov momentum 0.9
     weights = torch.load(out / "model.pt", weights_only=True)
     assert si_norm(weights) == pytest.approx(2.5, rel=1e-5)
     # the rest of the weights trained with decay: not on any sphere, and the SI weights did move
@@ -167,7 +170,7 @@ def test_proxy_evaluation_with_gradinit_lr_rule_and_elr_log():
     first, last = reports
     # 0.2 · 32/128 = 0.05 (linear for SGD), halfway down the cosine after epoch 1 of 2
     assert first["lr"] == pytest.approx(0.05 * 0.5)
-    assert first["elr"] == pytest.approx(first["lr"] / first["si_norm"] ** 2, rel=1e-6)
+    assert first["elr"] == pytest.approx(first["lr"] / (1 - 0.9) / first["si_norm"] ** 2, rel=1e-6)  # momentum 0.9
     assert first["gradinit_iters"] == 3 and 0.01 <= first["gradinit_alpha_min"] <= first["gradinit_alpha_max"]
     assert "gradinit_iters" not in last and "elr" in last and not any(k.startswith("elr/") for k in last)
     assert final["elr"] == last["elr"] and final["gradinit_iters"] == 3 and final["oom_retries"] == 0
@@ -180,7 +183,7 @@ def test_proxy_fixed_elr_keeps_the_sphere():
                            methods=ProxyMethods(elr="fixed", elr_radius=3.0))
     ev.evaluate(ARCH, report=reports.append)
     assert [r["si_norm"] for r in reports] == pytest.approx([3.0, 3.0], rel=1e-5)
-    assert reports[0]["elr"] == pytest.approx(reports[0]["lr"] / 9.0, rel=1e-5)
+    assert reports[0]["elr"] == pytest.approx(reports[0]["lr"] / (1 - 0.9) / 9.0, rel=1e-5)  # momentum 0.9
 
 
 @pytest.mark.parametrize("methods, field", [

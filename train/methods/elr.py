@@ -9,6 +9,21 @@ the whole SI parameter set as one point on a sphere: ELR = η / ‖w_SI‖² wit
 every SI tensor. Its fixed-ELR experiments train on the sphere of fixed radius ρ: after each
 optimizer step all SI weights are projected back, w ← w · ρ/‖w_SI‖, and get no weight decay.
 
+The ELR depends on the optimizer (:func:`elr_model`): the step on the unit sphere is ELR times the
+unit-sphere gradient ∇_u L = ‖w‖·∇_w L (SGD family) or times the tangential part of the normalised
+step m̂/(√v̂+ε) (Adam family):
+
+- plain SGD: lr/‖w‖² (van Laarhoven 2017; Arora, Li & Lyu 2019);
+- SGD with momentum μ (heavy ball or Nesterov, dampening d): a slowly turning gradient is applied
+  (1−d)/(1−μ) times in the steady state (Nesterov: 1/(1−μ)), so lr·(1−d)/((1−μ)‖w‖²);
+- Adam, AdamW, Adamax, NAdam, RAdam: the step m̂/(√v̂+ε) does not scale with the gradient, so the
+  angular step is lr/‖w‖ times it (Roburin et al. 2020, "Spherical perspective on learning with
+  normalization layers"; Kodryan et al. 2022 §2 for the SGD form).
+
+Other optimizers (LAMB/LARS trust ratios, Lion, NovoGrad, ...) have no model here and are refused
+(:data:`ELR_OPTIMIZERS` lists the valid timm names). On the fixed sphere every supported family has a
+constant ELR (ρ fixed), so ``fixed`` mode supports the same optimizers.
+
 - :func:`find_scale_invariant` — structural detection from the autograd graph of one forward pass.
 - :class:`ElrTracker` — ``log(lr)``: aggregate and per-layer ELR; ``on_epoch_end(epoch, model, optimizer)``.
 - :class:`FixedElr` — ``after_step()``: the projection; ``on_step_end(model, optimizer)``.
@@ -151,20 +166,50 @@ def _resolve(model: nn.Module, si_params: Sequence[str]) -> dict[str, nn.Paramet
     return {n: params[n] for n in si_params}
 
 
-def _group_lrs(optimizer: torch.optim.Optimizer, params: Iterable[nn.Parameter]) -> list[float]:
-    where = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
-    lrs = [where[id(p)] for p in params if id(p) in where]
-    if not lrs:
+# timm optimizer names with an ELR model (module doc); torch/timm classes they build.
+SGD_ELR = ("momentum", "nesterov", "nesterovw", "sgd", "sgdw")
+ADAM_ELR = ("adam", "adamax", "adamw", "nadam", "radam", "radamw")
+ELR_OPTIMIZERS = SGD_ELR + ADAM_ELR
+_SGD_CLASSES = frozenset({"SGD", "SGDW"})
+_ADAM_CLASSES = frozenset({"Adam", "AdamW", "AdamWLegacy", "Adamax", "NAdam", "NAdamLegacy", "RAdam", "RAdamLegacy"})
+
+
+def check_elr_optimizer(optimizer_name: str) -> None:
+    """``ValueError`` naming ``elr`` unless timm optimizer ``optimizer_name`` has an ELR model."""
+    if optimizer_name.strip().lower() not in ELR_OPTIMIZERS:
+        raise ValueError(f"elr: no effective-learning-rate model for opt {optimizer_name!r}; valid opt with elr: "
+                         f"{', '.join(sorted(ELR_OPTIMIZERS))}")
+
+
+def elr_model(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> tuple[float, int]:
+    """(c, k) with ELR = c·lr/‖w‖^k for the weights of ``group`` of ``optimizer`` (module doc)."""
+    kind = type(optimizer).__name__
+    if kind in _SGD_CLASSES:
+        mu, damp = float(group.get("momentum", 0.0)), float(group.get("dampening", 0.0))
+        if mu == 0:
+            return 1.0, 2
+        return (1.0 if group.get("nesterov") else 1.0 - damp) / (1.0 - mu), 2
+    if kind in _ADAM_CLASSES:
+        return 1.0, 1
+    raise ValueError(f"elr: no effective-learning-rate model for optimizer {kind}; valid: SGD (momentum, Nesterov) "
+                     f"and {', '.join(sorted(_ADAM_CLASSES))}")
+
+
+def _si_group(optimizer: torch.optim.Optimizer, params: Iterable[nn.Parameter]) -> dict[str, Any]:
+    """The optimizer group of the SI parameters with the largest lr."""
+    ids = {id(p) for p in params}
+    groups = [g for g in optimizer.param_groups if any(id(p) in ids for p in g["params"])]
+    if not groups:
         raise ValueError("the optimizer holds none of the scale-invariant parameters")
-    return lrs
+    return max(groups, key=lambda g: g["lr"])
 
 
 class ElrTracker:
-    """Logs the effective learning rate η/‖w‖² of the SI weights (Kodryan et al. 2022, §2).
+    """Logs the effective learning rate c·η/‖w‖^k of the SI weights (module doc; :func:`elr_model`).
 
-    ``log(lr)`` returns ``elr`` = lr / Σ‖w_i‖² over the whole SI set, ``si_norm`` = (Σ‖w_i‖²)^½,
-    and ``elr/<name>`` = lr / ‖w_i‖² per SI tensor (with ``per_layer``). Every call is appended to
-    ``history``.
+    ``log(lr, factor=c, power=k)`` returns ``elr`` = c·lr / (Σ‖w_i‖²)^{k/2} over the whole SI set,
+    ``si_norm`` = (Σ‖w_i‖²)^½, and ``elr/<name>`` = c·lr / ‖w_i‖^k per SI tensor (with ``per_layer``);
+    the defaults (c = 1, k = 2) are plain SGD. Every call is appended to ``history``.
     """
 
     def __init__(self, model: nn.Module, si_params: Sequence[str], *, per_layer: bool = True) -> None:
@@ -176,22 +221,24 @@ class ElrTracker:
         with torch.no_grad():
             return {n: float(p.detach().float().pow(2).sum()) for n, p in self.params.items()}
 
-    def log(self, lr: float) -> dict[str, float]:
+    def log(self, lr: float, *, factor: float = 1.0, power: int = 2) -> dict[str, float]:
         if not self.params:
             return {}
         sq = self.sq_norms()
         total = sum(sq.values())
-        row = {"elr": lr / total, "si_norm": math.sqrt(total)}
+        row = {"elr": factor * lr / total ** (power / 2), "si_norm": math.sqrt(total)}
         if self.per_layer:
-            row.update({f"elr/{n}": lr / v for n, v in sq.items()})
+            row.update({f"elr/{n}": factor * lr / v ** (power / 2) for n, v in sq.items()})
         self.history.append(row)
         return row
 
     def on_epoch_end(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-        """``log`` with the lr of the SI parameters' optimizer group (the largest if they differ)."""
+        """``log`` for the SI parameters' optimizer group (the largest lr if they differ) and its optimizer."""
         if not self.params:
             return {}
-        return self.log(max(_group_lrs(optimizer, self.params.values())))
+        group = _si_group(optimizer, self.params.values())
+        factor, power = elr_model(optimizer, group)
+        return self.log(group["lr"], factor=factor, power=power)
 
 
 class FixedElr:
@@ -199,7 +246,7 @@ class FixedElr:
 
     ``radius`` ρ defaults to the SI weights' total norm at construction (build it after any
     re-initialisation such as GradInit). ``after_step()`` rescales every SI tensor by ρ/‖w_SI‖
-    (call it after each optimizer step), so the ELR stays lr/ρ² (:meth:`elr`). Give the SI weights
+    (call it after each optimizer step), so the ELR stays c·lr/ρ^k (:meth:`elr`). Give the SI weights
     no weight decay (:func:`si_param_groups_fn`), as in the paper.
     """
 
@@ -216,8 +263,12 @@ class FixedElr:
         with torch.no_grad():
             return math.sqrt(sum(float(p.detach().float().pow(2).sum()) for p in self.params.values()))
 
-    def elr(self, lr: float) -> float:
-        return lr / self.radius ** 2
+    def elr(self, lr: float, optimizer: torch.optim.Optimizer | None = None) -> float:
+        """The constant ELR on the sphere for ``optimizer``'s SI group (plain SGD without one)."""
+        if optimizer is None:
+            return lr / self.radius ** 2
+        factor, power = elr_model(optimizer, _si_group(optimizer, self.params.values()))
+        return factor * lr / self.radius ** power
 
     def after_step(self) -> None:
         """Project the SI weights back onto the sphere of radius ρ."""

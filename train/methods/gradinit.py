@@ -15,6 +15,21 @@ rate τ (``scale_lr``); each gradient coordinate is clipped to ±``scale_grad_cl
 constraint and objective steps keep separate Adam moments (both as in the official RescaleAdam).
 After T iterations the weights become α_i·θ₀,i.
 
+Settings per optimizer family (read in the authors' code, ``zhuchen03/gradinit``): the CIFAR-10 CNN
+scripts (``launch/run_gradinit*.sh``, target SGD) use γ = 1 and clip each scale-gradient coordinate at 1;
+the IWSLT'14 Transformer (``fairseq/gradinit``, target Adam) keeps the γ = 1000 default of its config
+(``fairseq/dataclass/configs.py``), τ = 2.5e-3 and a clip of 1e8 (off). The ℓ1 norm of a gradient sums
+|g| over every weight (up to √N times its ℓ2 norm for N weights), so with γ = 1 an Adam target only
+ever takes constraint steps. These are the defaults (:data:`FAMILY_DEFAULTS`).
+
+η·A[g] is the target optimizer's real first step (:func:`first_step`, checked against timm's optimizers
+in the tests): plain SGD and heavy-ball momentum move by lr·g, Nesterov SGD (timm's ``sgd``) by
+lr·(1+μ)·g, RAdam by lr·g (its first steps are not adapted), Adam/AdamW/Adamax/Adagrad/Adan/LaProp by
+lr·sign(g) (bias-corrected m̂/√v̂ = g/|g|). Optimizers whose first step is none of these — LAMB and LARS
+(per-layer trust ratio), NovoGrad (per-layer normalisation), Adafactor (factored second moment),
+NAdam, AdaBelief, RMSprop (scaled sign), ADOPT (no first update), AdamP/SGDP (projections), Lion,
+Muon — are refused with the list of valid ones.
+
 The model is evaluated at θ_α and θ_α − η·A[g] with ``torch.func.functional_call``, so the
 objective is differentiated through g(θ_α) as well (second order; the paper's objective).
 ``first_order=True`` treats the step direction as a constant, as the official code's ``detach()``
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import math
 import time
+from copy import deepcopy
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -35,9 +51,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .lr_rule import optimizer_family
-
 INNER_OPTIMIZERS = ("sgd", "adam")
+# timm optimizer name → (A, first-step multiplier of lr: "nesterov" = 1+μ, "one" = 1); see the module doc.
+FIRST_STEP: dict[str, tuple[str, str]] = {
+    **{n: ("sgd", "nesterov") for n in ("sgd", "nesterov", "sgdw", "nesterovw")},
+    **{n: ("sgd", "one") for n in ("momentum", "radam", "radamw")},
+    **{n: ("adam", "one") for n in ("adam", "adamw", "adamax", "adagrad", "adan", "adanw", "laprop")},
+}
+# The authors' settings per target family: γ, τ and the scale-gradient clip (module doc).
+FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
+    "sgd": {"gamma": 1.0, "scale_lr": 1e-2, "scale_grad_clip": 1.0},
+    "adam": {"gamma": 1e3, "scale_lr": 2.5e-3, "scale_grad_clip": 1e8},
+}
 _DROPOUT_NAMES = frozenset({"DropPath", "DropBlock2d"})
 
 
@@ -82,14 +107,15 @@ def _gradinit_modes(model: nn.Module) -> dict[nn.Module, bool]:
     return saved
 
 
-def gradinit(model: nn.Module, loader: Iterable, *, lr: float = 0.1, gamma: float = 1.0, alpha_floor: float = 0.01,
-             iters: int = 100, inner_optimizer: str = "sgd", scale_lr: float = 1e-2, scale_grad_clip: float = 1.0,
-             first_order: bool = False, loss_fn: Callable | None = None,
+def gradinit(model: nn.Module, loader: Iterable, *, lr: float = 0.1, gamma: float | None = None,
+             alpha_floor: float = 0.01, iters: int = 100, inner_optimizer: str = "sgd", scale_lr: float | None = None,
+             scale_grad_clip: float | None = None, first_order: bool = False, loss_fn: Callable | None = None,
              device: str | torch.device | None = None) -> dict[str, Any]:
     """Rescale ``model``'s trainable tensors in place by GradInit scales; return statistics.
 
     ``lr`` is η, the learning rate of the target optimizer's first step; ``inner_optimizer`` its kind
-    (``sgd`` or ``adam``); ``gamma`` the gradient-norm bound γ; ``iters`` T; ``scale_lr`` τ. Batches
+    (``sgd`` or ``adam``); ``gamma`` the gradient-norm bound γ; ``iters`` T; ``scale_lr`` τ (``gamma``,
+    ``scale_lr`` and ``scale_grad_clip`` default to :data:`FAMILY_DEFAULTS` of ``inner_optimizer``). Batches
     come from ``loader`` (cycled; two per iteration), moved to ``device`` (default: the model's).
     ``loss_fn(logits, y)`` defaults to cross-entropy.
 
@@ -98,6 +124,12 @@ def gradinit(model: nn.Module, loader: Iterable, *, lr: float = 0.1, gamma: floa
     ``step_loss`` (mean L(S̃; θ_α − ηA[g]) over objective iterations, NaN if none), ``grad_norm``
     (mean ‖g‖), ``seconds``.
     """
+    if inner_optimizer not in INNER_OPTIMIZERS:
+        check_options(lr, 1.0, alpha_floor, iters, inner_optimizer, 1.0)
+    defaults = FAMILY_DEFAULTS[inner_optimizer]
+    gamma = defaults["gamma"] if gamma is None else gamma
+    scale_lr = defaults["scale_lr"] if scale_lr is None else scale_lr
+    scale_grad_clip = defaults["scale_grad_clip"] if scale_grad_clip is None else scale_grad_clip
     check_options(lr, gamma, alpha_floor, iters, inner_optimizer, scale_lr, scale_grad_clip)
     loss_fn = loss_fn or F.cross_entropy
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -180,13 +212,67 @@ def gradinit_summary(stats: dict[str, Any]) -> dict[str, float]:
     return {f"gradinit_{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float))}
 
 
+def first_step(optimizer_name: str, momentum: float = 0.9) -> tuple[str, float]:
+    """(A, c): the first step of timm optimizer ``optimizer_name`` is c·lr·A[g] (A: ``sgd`` = g, ``adam`` =
+    sign g); ``momentum`` is the SGD momentum μ (Nesterov: c = 1 + μ). ``ValueError`` for any other optimizer."""
+    key = optimizer_name.strip().lower()
+    if key not in FIRST_STEP:
+        raise ValueError(f"gradinit: no first-step model for opt {optimizer_name!r}; valid opt with gradinit: "
+                         f"{', '.join(sorted(FIRST_STEP))}")
+    inner, kind = FIRST_STEP[key]
+    return inner, 1.0 + momentum if kind == "nesterov" else 1.0
+
+
 def inner_optimizer_for(optimizer_name: str) -> str:
-    """GradInit's A for a (timm) optimizer name: ``sgd`` for the SGD family, ``adam`` for Adam-like ones."""
-    family = optimizer_family(optimizer_name)
-    if family is None:
-        raise ValueError(f"gradinit: no first-step model for optimizer {optimizer_name!r}; GradInit (Zhu et al. "
-                         f"2021) covers SGD-like and Adam-like optimizers")
-    return "sgd" if family == "sgd" else "adam"
+    """GradInit's A for a timm optimizer name: ``sgd`` (along g) or ``adam`` (sign step); see :func:`first_step`."""
+    return first_step(optimizer_name)[0]
 
 
-__all__ = ["INNER_OPTIMIZERS", "check_options", "gradinit", "gradinit_summary", "inner_optimizer_for"]
+class _PlainBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm of any input rank without cross-process statistics (stands in for a SyncBatchNorm)."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        pass
+
+
+def local_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose ``SyncBatchNorm`` layers are plain BatchNorm (same parameters and buffers)."""
+    copy = deepcopy(model)
+    for m in list(copy.modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, nn.SyncBatchNorm):
+                tensors = [*child.parameters(), *child.buffers()]
+                bn = _PlainBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                     child.track_running_stats).to(tensors[0].device if tensors else "cpu")
+                bn.load_state_dict(child.state_dict())
+                bn.train(child.training)
+                setattr(m, child_name, bn)
+    return copy
+
+
+def gradinit_once(model: nn.Module, loader: Iterable, *, distributed: bool, is_main: bool,
+                  **options: Any) -> dict[str, Any]:
+    """:func:`gradinit` run once for all processes: without data parallelism on ``model`` itself; with it,
+    only the main process runs it, on a :func:`local_copy` (no SyncBatchNorm collectives, no DDP hooks,
+    its own loader shard), and every process then takes its scaled parameters and statistics (broadcasts
+    from rank 0; every rank must call this)."""
+    if not distributed:
+        return gradinit(model, loader, **options)
+    import torch.distributed as dist
+
+    stats: dict[str, Any] | None = None
+    if is_main:
+        local = local_copy(model)
+        stats = gradinit(local, loader, **options)
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), local.parameters()):
+                p.copy_(q)
+    for p in model.parameters():
+        dist.broadcast(p.data, src=0)
+    box = [stats]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+__all__ = ["FAMILY_DEFAULTS", "FIRST_STEP", "INNER_OPTIMIZERS", "check_options", "first_step", "gradinit",
+           "gradinit_once", "gradinit_summary", "inner_optimizer_for", "local_copy"]

@@ -9,6 +9,18 @@ already divides the curvature by the gradient noise scale (``lr ∝ √B``, the 
 used too). :func:`scale_lr` applies the rule relative to the batch size ``base_batch`` at which
 ``base_lr`` was tuned.
 
+**The cap.** Both rules hold only while the random-matrix (noise) part of the batch Hessian dominates
+its largest eigenvalue: that part shrinks with B, and once it falls below the top eigenvalue of the
+full Hessian the largest stable step stops growing and tends to the full-batch value 2/λ_max — the
+lr saturates. The batch size B_crit where this happens is set by the spectrum (the paper estimates
+it with stochastic Lanczos quadrature on the network and data at hand). ``max_batch`` is that B_crit:
+above it the rule is applied to ``min(B, max_batch)`` (the lr stays at its value at B_crit) and a
+warning is given once. The default :data:`LR_MAX_BATCH` = 1024 is a conservative stand-in, not a
+measurement: raise it when a spectrum estimate or an lr sweep at the large batch supports it.
+Large scaled lrs also need the gradual warm-up of Goyal et al. (2017, "Accurate, Large Minibatch SGD"):
+start at the small-batch lr and ramp linearly to the scaled one over the first epochs (5 in the paper);
+the retrain hook adds it when the rule raises the lr and no warm-up is configured.
+
 Optimizer names are timm's (``timm.optim.list_optimizers()``): ``auto`` knows the SGD family
 (sgd, nesterov, momentum, sgdw, sgdp) and the Adam/second-moment family (adam, adamw, nadam,
 radam, adamax, adamp, adabelief, lamb, adan, adopt, laprop, rmsprop, adagrad, adafactor,
@@ -25,8 +37,12 @@ them and asks for an explicit rule.
 from __future__ import annotations
 
 import math
+import warnings
 
 LR_RULES = ("auto", "linear", "sqrt", "none")
+LR_MAX_BATCH = 1024
+LR_WARMUP_EPOCHS = 5  # Goyal et al. 2017
+_warned: set[tuple[int, int]] = set()
 
 SGD_FAMILY = frozenset({"sgd", "sgdc", "sgdw", "sgdp", "nesterov", "nesterovw", "momentum"})
 ADAPTIVE_FAMILY = frozenset({
@@ -70,20 +86,32 @@ def resolve_rule(rule: str, optimizer_name: str) -> str:
     return "linear" if family == "sgd" else "sqrt"
 
 
-def scale_lr(base_lr: float, batch_size: int, base_batch: int, optimizer_name: str, rule: str = "auto") -> float:
-    """``base_lr`` (tuned at ``base_batch``) moved to ``batch_size`` by ``rule``.
+def scale_lr(base_lr: float, batch_size: int, base_batch: int, optimizer_name: str, rule: str = "auto", *,
+             max_batch: int | None = LR_MAX_BATCH) -> float:
+    """``base_lr`` (tuned at ``base_batch``) moved to ``batch_size`` by ``rule``, capped at ``max_batch``.
 
-    ``linear``: ``base_lr · B/B₀`` (SGD); ``sqrt``: ``base_lr · √(B/B₀)`` (Adam family); ``none``:
-    ``base_lr``; ``auto``: linear or sqrt from ``optimizer_name`` (``ValueError`` naming ``lr_rule``
-    for an optimizer of neither family). ``batch_size`` is the *global* batch (all processes).
+    With B = min(``batch_size``, ``max_batch``) (no cap when ``max_batch`` is None): ``linear``:
+    ``base_lr · B/B₀`` (SGD); ``sqrt``: ``base_lr · √(B/B₀)`` (Adam family); ``none``: ``base_lr``;
+    ``auto``: linear or sqrt from ``optimizer_name`` (``ValueError`` naming ``lr_rule`` for an optimizer
+    of neither family). ``batch_size`` is the *global* batch (all processes). A batch above the cap
+    warns once per (batch, cap).
     """
     kind = resolve_rule(rule, optimizer_name)
-    for field, value in (("batch_size", batch_size), ("lr_base_batch", base_batch)):
+    for field, value in (("batch_size", batch_size), ("lr_base_batch", base_batch),
+                         ("lr_max_batch", 1 if max_batch is None else max_batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{field}: must be an integer >= 1, got {value!r}")
     if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not base_lr > 0:
         raise ValueError(f"lr: must be a number > 0, got {base_lr!r}")
-    ratio = batch_size / base_batch
+    batch = batch_size
+    if kind != "none" and max_batch is not None and batch_size > max_batch:
+        batch = max_batch
+        if (batch_size, max_batch) not in _warned:
+            _warned.add((batch_size, max_batch))
+            warnings.warn(f"lr_rule: global batch {batch_size} is above lr_max_batch {max_batch}; the lr is kept at "
+                          f"its value for batch {max_batch} (past the critical batch the stable lr saturates, "
+                          f"Granziol et al. 2022)", stacklevel=2)
+    ratio = batch / base_batch
     if kind == "linear":
         return float(base_lr) * ratio
     if kind == "sqrt":

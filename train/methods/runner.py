@@ -24,9 +24,9 @@ from pydantic import Field, model_validator
 
 from ..config_base import ConfigModel, FieldError, literal
 from ..engine import ParamGroupsFn, nas_param_groups
-from .elr import ElrTracker, FixedElr, find_scale_invariant, si_param_groups_fn
-from .gradinit import gradinit, gradinit_summary, inner_optimizer_for
-from .lr_rule import LR_RULES, resolve_rule, scale_lr
+from .elr import ElrTracker, FixedElr, check_elr_optimizer, find_scale_invariant, si_param_groups_fn
+from .gradinit import first_step, gradinit, gradinit_summary, inner_optimizer_for
+from .lr_rule import LR_MAX_BATCH, LR_RULES, LR_WARMUP_EPOCHS, resolve_rule, scale_lr
 
 ELR_MODES = ("off", "log", "fixed")
 LrRule = literal(LR_RULES)
@@ -38,21 +38,32 @@ class MethodsConfig(ConfigModel):
 
     - ``gradinit``: run GradInit before training (Zhu et al. 2021) for ``gradinit_iters`` iterations
       with scale learning rate ``gradinit_lr`` (τ), gradient-norm bound ``gradinit_gamma`` (γ) and
-      lower bound ``gradinit_min_scale``; η is the training lr, A follows the optimizer.
+      lower bound ``gradinit_min_scale``; τ and γ default to the authors' settings for the optimizer's
+      family; η·A is the optimizer's first step (:func:`~train.methods.gradinit.first_step`).
     - ``lr_rule``: ``none``, ``linear``, ``sqrt`` or ``auto`` (Granziol et al. 2022): the given lr is
-      the one tuned at batch ``lr_base_batch`` and is moved to the actual (global) batch size.
-    - ``elr``: ``off``, ``log`` (ELR of the scale-invariant weights each epoch) or ``fixed`` (train
-      them on the sphere of radius ``elr_radius``, default their initial norm; Kodryan et al. 2022).
+      the one tuned at batch ``lr_base_batch`` and is moved to the actual (global) batch size, up to
+      the critical batch ``lr_max_batch``; retraining warms up over ``lr_warmup_epochs`` (Goyal et al.).
+    - ``elr``: ``off``, ``log`` (ELR of the scale-invariant weights each epoch, per optimizer family:
+      lr/‖w‖² for SGD, lr/((1−μ)‖w‖²) with momentum μ, lr/‖w‖ for Adam) or ``fixed`` (train them on the
+      sphere of radius ``elr_radius``, default their initial norm; Kodryan et al. 2022); SGD- and
+      Adam-family optimizers only (:data:`~train.methods.elr.ELR_OPTIMIZERS`).
     """
 
     gradinit: bool = Field(False, description="GradInit before training (Zhu et al. 2021)")
     gradinit_iters: int = Field(100, ge=1, description="GradInit iterations")
-    gradinit_lr: float = Field(1e-2, gt=0, description="GradInit scale learning rate tau")
-    gradinit_gamma: float = Field(1.0, gt=0, description="GradInit gradient-norm bound gamma")
+    gradinit_lr: float | None = Field(None, gt=0, description="GradInit scale learning rate tau (default: 1e-2 for "
+                                                              "SGD, 2.5e-3 for Adam, the authors' settings)")
+    gradinit_gamma: float | None = Field(None, gt=0, description="GradInit gradient-norm bound gamma (default: 1 "
+                                                                 "for SGD, 1000 for Adam (l1 norm), the authors')")
     gradinit_min_scale: float = Field(0.01, ge=0, lt=1, description="GradInit lower bound of the scales")
     lr_rule: LrRule = Field("none", description="move lr from lr_base_batch to the global batch: linear for SGD, "
                                                 "sqrt for Adam-like, auto picks (Granziol et al. 2022)")
     lr_base_batch: int = Field(128, ge=1, description="batch size lr was tuned at")
+    lr_max_batch: int = Field(LR_MAX_BATCH, ge=1, description="critical batch: above it the rule keeps its value "
+                                                              "there (the stable lr saturates)")
+    lr_warmup_epochs: int = Field(LR_WARMUP_EPOCHS, ge=0, description="retrain: gradual warm-up epochs from the "
+                                                                      "unscaled lr when the rule raises it (Goyal et "
+                                                                      "al. 2017) and no warmup_epochs is set")
     elr: ElrMode = Field("off", description="effective lr of scale-invariant weights: log it, or train them on a "
                                             "sphere (fixed; Kodryan et al. 2022)")
     elr_radius: float | None = Field(None, gt=0, description="sphere radius with elr fixed (default: the weights' "
@@ -65,24 +76,27 @@ class MethodsConfig(ConfigModel):
         return self
 
     def check_optimizer(self, optimizer_name: str) -> None:
-        """The optimizer-dependent checks (:class:`FieldError`): ``lr_rule: auto`` and GradInit need a known
-        optimizer family."""
+        """The optimizer-dependent checks (:class:`FieldError`): ``lr_rule: auto``, GradInit and the ELR need a
+        known optimizer family."""
         try:
             resolve_rule(self.lr_rule, optimizer_name)
             if self.gradinit:
                 inner_optimizer_for(optimizer_name)
+            if self.elr != "off":
+                check_elr_optimizer(optimizer_name)
         except ValueError as exc:
-            field = "lr_rule" if str(exc).startswith("lr_rule:") else "gradinit"
+            field = str(exc).split(":", 1)[0]
             raise FieldError(field, str(exc).removeprefix(f"{field}: ")) from None
 
 
 class MethodRunner:
     """The per-run state of the methods chosen by a :class:`MethodsConfig` (see the module doc for the order)."""
 
-    def __init__(self, cfg: MethodsConfig, *, optimizer_name: str = "sgd", elr_per_layer: bool = True) -> None:
+    def __init__(self, cfg: MethodsConfig, *, optimizer_name: str = "sgd", momentum: float = 0.9,
+                 elr_per_layer: bool = True) -> None:
         self.cfg = cfg.check()
         cfg.check_optimizer(optimizer_name)
-        self.optimizer_name, self.elr_per_layer = optimizer_name, elr_per_layer
+        self.optimizer_name, self.momentum, self.elr_per_layer = optimizer_name, momentum, elr_per_layer
         self.si_params: list[str] = []
         self.tracker: ElrTracker | None = None
         self.fixed: FixedElr | None = None
@@ -90,19 +104,22 @@ class MethodRunner:
 
     def scaled_lr(self, base_lr: float, batch_size: int) -> float:
         """``base_lr`` moved from ``lr_base_batch`` to ``batch_size`` by ``lr_rule``."""
-        return scale_lr(base_lr, batch_size, self.cfg.lr_base_batch, self.optimizer_name, self.cfg.lr_rule)
+        return scale_lr(base_lr, batch_size, self.cfg.lr_base_batch, self.optimizer_name, self.cfg.lr_rule,
+                        max_batch=self.cfg.lr_max_batch)
 
     def start(self, model: nn.Module, loader: Iterable, *, lr: float, example_input: torch.Tensor,
               device: str | torch.device | None = None) -> dict[str, float]:
-        """GradInit (if on) with η = ``lr``, then SI detection and the ELR tracker/projection (if ``elr``).
+        """GradInit (if on) with η·A = the optimizer's first step at ``lr``, then SI detection and the ELR
+        tracker/projection (if ``elr``).
 
         ``example_input``: any batch of ≥ 2 inputs of the model's shape (all zeros is fine and draws
         nothing from the RNG). Returns GradInit's scalar statistics (``gradinit_*``; empty if off).
         """
         cfg = self.cfg
         if cfg.gradinit:
-            stats = gradinit(model, loader, lr=lr, gamma=cfg.gradinit_gamma, alpha_floor=cfg.gradinit_min_scale,
-                             iters=cfg.gradinit_iters, inner_optimizer=inner_optimizer_for(self.optimizer_name),
+            inner, factor = first_step(self.optimizer_name, self.momentum)
+            stats = gradinit(model, loader, lr=lr * factor, gamma=cfg.gradinit_gamma,
+                             alpha_floor=cfg.gradinit_min_scale, iters=cfg.gradinit_iters, inner_optimizer=inner,
                              scale_lr=cfg.gradinit_lr, device=device)
             self.stats = gradinit_summary(stats)
         if cfg.elr != "off":

@@ -4,18 +4,22 @@ pure torch in :mod:`train.methods`; proxy training calls them through ``MethodRu
 - Retrain hook for the batch-size learning-rate rule (Granziol et al., JMLR 2022; :mod:`train.methods.lr_rule`).
 
   :class:`LrRuleCallback` rewrites ``cfg.lr`` in ``configure``, before anything is built: the configured
-  lr is the one tuned at ``base_batch``; the run's global batch is ``cfg.batch_size × world_size``.
-  Only the peak lr moves (``warmup_lr`` and ``min_lr`` are absolute values, as in timm). A resumed run
-  applies the same rule to the same settings, so its lr matches the checkpoint's.
+  lr is the one tuned at ``base_batch``; the run's global batch is ``cfg.batch_size × world_size``,
+  capped at the critical batch ``max_batch``. Only the peak lr moves (``min_lr`` is absolute, as in
+  timm); when it rises and no warm-up is set, a gradual warm-up from the unscaled lr is added (Goyal
+  et al. 2017). A resumed run applies the same rule to the same settings, so its lr matches the
+  checkpoint's.
 
 - Retrain hook for GradInit (Zhu et al., NeurIPS 2021; :mod:`train.methods.gradinit`).
 
   :class:`GradInitCallback` runs GradInit in ``on_start`` of a fresh run (a resumed run already holds
   the rescaled weights in its checkpoint), on the bare model with batches of the training loader, with
-  η = the run's lr (after any batch-size rule) and A from ``cfg.opt`` (SGD family → SGD step,
-  Adam-like → sign step). Under data parallelism every rank runs it on its own shard and then takes
-  rank 0's weights (a broadcast), so all replicas start equal; the EMA copy, if any, is reset to the
-  new weights. The scalar statistics join the first epoch's metrics row and the checkpoint.
+  η·A = the first step of ``cfg.opt`` at the run's lr (after any batch-size rule; Nesterov SGD moves by
+  lr·(1+μ)·g, Adam by lr·sign g: :func:`~train.methods.gradinit.first_step`). Under data parallelism it
+  runs once: rank 0 runs it on a copy of the bare model with plain BatchNorm in place of SyncBatchNorm
+  (no collectives inside GradInit), on its loader shard; then its scaled parameters and statistics are
+  broadcast and the other ranks do not run it. The EMA copy, if any, is reset to the new weights. The
+  scalar statistics join the first epoch's metrics row and the checkpoint.
 
 - Retrain hook for the effective learning rate of scale-invariant weights (Kodryan et al., NeurIPS 2022;
   :mod:`train.methods.elr`).
@@ -35,29 +39,39 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
 from ..methods.elr import ElrTracker, FixedElr, find_scale_invariant, si_param_groups_fn
-from ..methods.gradinit import check_options, gradinit, gradinit_summary, inner_optimizer_for
-from ..methods.lr_rule import LR_RULES, optimizer_family, resolve_rule, scale_lr
+from ..methods.gradinit import check_options, first_step, gradinit, gradinit_once, gradinit_summary, inner_optimizer_for
+from ..methods.lr_rule import LR_MAX_BATCH, LR_RULES, LR_WARMUP_EPOCHS, optimizer_family, resolve_rule, scale_lr
 from ..methods.runner import ELR_MODES, MethodsConfig
 from .callbacks import Callback, RetrainContext
 from .config import RetrainConfig
 
 
 class LrRuleCallback(Callback):
-    """``lr ← scale_lr(lr, batch_size × world_size, base_batch, opt, rule)`` (linear for SGD, √ for Adam-like)."""
+    """``lr ← scale_lr(lr, batch_size × world_size, base_batch, opt, rule, max_batch=max_batch)`` (linear for SGD,
+    √ for Adam-like, constant past the critical batch). When that raises the lr and the run has no warm-up,
+    Goyal et al.'s gradual warm-up is added: ``warmup_epochs`` = min(``warmup_epochs``, epochs − 1) from
+    ``warmup_lr`` = the unscaled lr."""
 
-    def __init__(self, *, rule: str = "auto", base_batch: int = 128) -> None:
+    def __init__(self, *, rule: str = "auto", base_batch: int = 128, max_batch: int | None = LR_MAX_BATCH,
+                 warmup_epochs: int = LR_WARMUP_EPOCHS) -> None:
         if rule not in LR_RULES:
             raise ValueError(f"lr_rule: must be one of {', '.join(LR_RULES)}, got {rule!r}")
-        if isinstance(base_batch, bool) or not isinstance(base_batch, int) or base_batch < 1:
-            raise ValueError(f"lr_base_batch: must be an integer >= 1, got {base_batch!r}")
-        self.rule, self.base_batch = rule, base_batch
+        cap = 1 if max_batch is None else max_batch
+        for field, value, least in (("lr_base_batch", base_batch, 1), ("lr_max_batch", cap, 1),
+                                    ("lr_warmup_epochs", warmup_epochs, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{field}: must be an integer >= {least}, got {value!r}")
+        self.rule, self.base_batch, self.max_batch, self.warmup_epochs = rule, base_batch, max_batch, warmup_epochs
 
     def configure(self, cfg: RetrainConfig, *, world_size: int) -> RetrainConfig:
-        lr = scale_lr(cfg.lr, cfg.batch_size * world_size, self.base_batch, cfg.opt, self.rule)
+        lr = scale_lr(cfg.lr, cfg.batch_size * world_size, self.base_batch, cfg.opt, self.rule,
+                      max_batch=self.max_batch)
+        warmup = min(self.warmup_epochs, cfg.epochs - 1)
+        if lr > cfg.lr and cfg.warmup_epochs == 0 and warmup > 0:
+            return cfg.replace(lr=lr, warmup_epochs=warmup, warmup_lr=cfg.lr)
         return cfg.replace(lr=lr)
 
 
@@ -67,12 +81,14 @@ __all__ = ["LR_RULES", "LrRuleCallback", "optimizer_family", "resolve_rule", "sc
 class GradInitCallback(Callback):
     """GradInit before the first epoch: ``iters`` T, ``scale_lr`` τ, ``gamma`` γ, ``alpha_floor`` α_lb.
 
-    ``lr`` (η) and ``inner_optimizer`` (``sgd``/``adam``) default to the run's lr and optimizer family.
+    ``lr`` (η) and ``inner_optimizer`` (``sgd``/``adam``) default to the first step of the run's optimizer;
+    ``scale_lr`` and ``gamma`` to the authors' settings for its family.
     """
 
-    def __init__(self, *, iters: int = 100, scale_lr: float = 1e-2, gamma: float = 1.0, alpha_floor: float = 0.01,
-                 lr: float | None = None, inner_optimizer: str | None = None) -> None:
-        check_options(lr if lr is not None else 1.0, gamma, alpha_floor, iters, inner_optimizer or "sgd", scale_lr)
+    def __init__(self, *, iters: int = 100, scale_lr: float | None = None, gamma: float | None = None,
+                 alpha_floor: float = 0.01, lr: float | None = None, inner_optimizer: str | None = None) -> None:
+        check_options(lr if lr is not None else 1.0, gamma or 1.0, alpha_floor, iters, inner_optimizer or "sgd",
+                      scale_lr or 1.0)
         self.iters, self.scale_lr, self.gamma, self.alpha_floor = iters, scale_lr, gamma, alpha_floor
         self.lr, self.inner_optimizer = lr, inner_optimizer
         self.stats: dict[str, float] = {}
@@ -81,13 +97,15 @@ class GradInitCallback(Callback):
     def on_start(self, ctx: RetrainContext) -> None:
         if ctx.resumed:
             return
-        inner = self.inner_optimizer or inner_optimizer_for(ctx.cfg.opt)
-        stats = gradinit(ctx.model, ctx.train_loader, lr=self.lr if self.lr is not None else ctx.cfg.lr,
-                         gamma=self.gamma, alpha_floor=self.alpha_floor, iters=self.iters, inner_optimizer=inner,
-                         scale_lr=self.scale_lr, device=ctx.info.device)
-        if ctx.info.distributed:
-            for p in ctx.model.parameters():
-                dist.broadcast(p.data, src=0)
+        if self.lr is not None and self.inner_optimizer is not None:
+            inner, eta = self.inner_optimizer, self.lr
+        else:
+            inner, factor = first_step(ctx.cfg.opt, ctx.cfg.momentum)
+            inner, eta = self.inner_optimizer or inner, self.lr if self.lr is not None else ctx.cfg.lr * factor
+        stats = gradinit_once(ctx.model, ctx.train_loader, distributed=ctx.info.distributed, is_main=ctx.info.is_main,
+                              lr=eta, gamma=self.gamma,
+                              alpha_floor=self.alpha_floor, iters=self.iters, inner_optimizer=inner,
+                              scale_lr=self.scale_lr, device=ctx.info.device)
         if ctx.ema is not None:
             ctx.ema.set(ctx.model)
         self.stats, self._report = gradinit_summary(stats), True
@@ -178,7 +196,8 @@ def method_callbacks(cfg: MethodsConfig) -> list[Callback]:
     cfg = cfg.check()
     callbacks: list[Callback] = []
     if cfg.lr_rule != "none":
-        callbacks.append(LrRuleCallback(rule=cfg.lr_rule, base_batch=cfg.lr_base_batch))
+        callbacks.append(LrRuleCallback(rule=cfg.lr_rule, base_batch=cfg.lr_base_batch, max_batch=cfg.lr_max_batch,
+                                        warmup_epochs=cfg.lr_warmup_epochs))
     if cfg.gradinit:
         callbacks.append(GradInitCallback(iters=cfg.gradinit_iters, scale_lr=cfg.gradinit_lr, gamma=cfg.gradinit_gamma,
                                           alpha_floor=cfg.gradinit_min_scale))
