@@ -132,10 +132,12 @@ def _example() -> dict[str, Any]:
 
 
 def _for_run(ctx: RunContext) -> AccuracyEvaluator:
-    """The search's proxy training from its ``proxy:`` settings; ``lr`` scaled once by the batch-size rule."""
+    """The search's proxy training from its ``proxy:`` settings; ``lr`` scaled once by the batch-size rule, and
+    when the rule raises it, a linear warm-up over ``methods.lr_warmup_epochs`` (capped by the run's length)."""
     p = ctx.settings
-    return AccuracyEvaluator(data=ctx.data, epochs=p.epochs, batch_size=p.batch_size,
-                             lr=MethodRunner(p.methods).scaled_lr(p.lr, p.batch_size), momentum=p.momentum,
+    lr = MethodRunner(p.methods).scaled_lr(p.lr, p.batch_size)
+    return AccuracyEvaluator(data=ctx.data, epochs=p.epochs, batch_size=p.batch_size, lr=lr, momentum=p.momentum,
+                             warmup_epochs=p.methods.lr_warmup_epochs if lr > p.lr else 0,
                              weight_decay=p.weight_decay, val_fraction=ctx.val_fraction, seed=ctx.seed,
                              device=p.device, threads=ctx.threads, methods=p.methods, amp=p.amp,
                              channels_last=p.channels_last)

@@ -59,3 +59,25 @@ def test_bf16_and_channels_last_train_like_fp32(digits, one_thread):
         assert abs(run["val_acc"] - ref["val_acc"]) < 0.05, name
     with pytest.raises(ValueError, match="accuracy.amp"):
         AccuracyEvaluator(data=digits, amp="fp8")
+
+
+@pytest.mark.parametrize("rule, batch, lr, warmup", [("linear", 256, 0.2, 5), ("linear", 8192, 0.8, 5),
+                                                     ("none", 256, 0.1, 0), ("linear", 64, 0.05, 0)])
+def test_the_search_proxy_scales_lr_by_the_rule_and_warms_up_only_when_it_rises(rule, batch, lr, warmup):
+    """Values by hand: 0.1 tuned at 128; linear up to the critical batch 1024 (0.8), flat above; Goyal et al.'s
+    5 warm-up epochs only when the lr went up."""
+    from evaluators.base import RunContext, build_evaluator
+    from search.config import parse_config
+    from train.data import load_dataset
+
+    proxy = parse_config({"proxy": {"lr": 0.1, "batch_size": batch, "epochs": 1,
+                                    "methods": {"lr_rule": rule}}}).proxy
+    with pytest.warns(UserWarning, match="lr_max_batch") if batch > 1024 else _no_warning():
+        ev = build_evaluator("accuracy", RunContext(data=load_dataset("digits"), settings=proxy))
+    assert ev.lr == pytest.approx(lr) and ev.warmup_epochs == warmup
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()

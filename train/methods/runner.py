@@ -61,9 +61,10 @@ class MethodsConfig(ConfigModel):
     lr_base_batch: int = Field(128, ge=1, description="batch size lr was tuned at")
     lr_max_batch: int = Field(LR_MAX_BATCH, ge=1, description="critical batch: above it the rule keeps its value "
                                                               "there (the stable lr saturates)")
-    lr_warmup_epochs: int = Field(LR_WARMUP_EPOCHS, ge=0, description="retrain: gradual warm-up epochs from the "
-                                                                      "unscaled lr when the rule raises it (Goyal et "
-                                                                      "al. 2017) and no warmup_epochs is set")
+    lr_warmup_epochs: int = Field(LR_WARMUP_EPOCHS, ge=0, description="gradual warm-up epochs when the rule raises "
+                                                                      "the lr (Goyal et al. 2017): retrain from the "
+                                                                      "unscaled lr unless warmup_epochs is set; proxy "
+                                                                      "training linearly from 0, capped by its length")
     elr: ElrMode = Field("off", description="effective lr of scale-invariant weights: log it, or train them on a "
                                             "sphere (fixed; Kodryan et al. 2022)")
     elr_radius: float | None = Field(None, gt=0, description="sphere radius with elr fixed (default: the weights' "
