@@ -202,3 +202,36 @@ def test_adam_target_takes_objective_steps_at_the_default_gamma(digits8):
     assert stats["iters"] - stats["constraint_steps"] == 3 and math.isfinite(stats["step_loss"])
     stats = gradinit(small_wrn(), train, lr=1e-3, inner_optimizer="adam", gamma=1.0, iters=3)
     assert stats["constraint_steps"] == 3
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_sgd_step_is_normalised_by_default_as_in_the_authors_cifar_scripts(normalize):
+    """One objective iteration's step loss equals L(S̃; θ − η·d) computed here by hand, with d = g/‖g‖₂ (the
+    default for an SGD target, the official ``--gradinit-normalize-grad``) or d = g."""
+    xs = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+    xn = torch.randn(8, 6, generator=torch.Generator().manual_seed(2))
+    ys, yn = torch.arange(8) % 3, (torch.arange(8) + 1) % 3
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3))
+    ref = copy.deepcopy(model)
+    stats = gradinit(model, [(xs, ys), (xn, yn)], lr=0.5, gamma=1e9, iters=1,
+                     normalize_grad=None if normalize else False)
+    grads = torch.autograd.grad(F.cross_entropy(ref(xs), ys), list(ref.parameters()))
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads)) if normalize else torch.tensor(1.0)
+    with torch.no_grad():
+        for p, g in zip(ref.parameters(), grads):
+            p.sub_(0.5 * g / norm)
+        xt, yt = torch.cat([xs[:4], xn[:4]]), torch.cat([ys[:4], yn[:4]])
+        expected = float(F.cross_entropy(ref(xt), yt))
+    assert stats["step_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_normalised_step_is_refused_for_adam_targets():
+    from train.config_base import FieldError
+    from train.methods import MethodsConfig
+
+    with pytest.raises(ValueError, match="gradinit_normalize_grad"):
+        gradinit(nn.Linear(3, 2), [(torch.randn(4, 3), torch.arange(4) % 2)], inner_optimizer="adam",
+                 normalize_grad=True, iters=1)
+    with pytest.raises(FieldError, match="gradinit_normalize_grad"):
+        MethodsConfig(gradinit=True, gradinit_normalize_grad=True).check_optimizer("adamw")

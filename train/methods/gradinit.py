@@ -20,7 +20,10 @@ scripts (``launch/run_gradinit*.sh``, target SGD) use γ = 1 and clip each scale
 the IWSLT'14 Transformer (``fairseq/gradinit``, target Adam) keeps the γ = 1000 default of its config
 (``fairseq/dataclass/configs.py``), τ = 2.5e-3 and a clip of 1e8 (off). The ℓ1 norm of a gradient sums
 |g| over every weight (up to √N times its ℓ2 norm for N weights), so with γ = 1 an Adam target only
-ever takes constraint steps. These are the defaults (:data:`FAMILY_DEFAULTS`).
+ever takes constraint steps. These are the defaults (:data:`FAMILY_DEFAULTS`). The CIFAR scripts also
+pass ``--gradinit-normalize-grad``: with an SGD target the step direction is g/‖g‖₂ (so η is the step's
+length), the default for SGD here (``normalize_grad``); the official code has no such option for Adam,
+where the step is sign(g), and ``normalize_grad=True`` with an Adam-like target is refused.
 
 η·A[g] is the target optimizer's real first step (:func:`first_step`, checked against timm's optimizers
 in the tests): plain SGD and heavy-ball momentum move by lr·g, Nesterov SGD (timm's ``sgd``) by
@@ -109,13 +112,14 @@ def _gradinit_modes(model: nn.Module) -> dict[nn.Module, bool]:
 
 def gradinit(model: nn.Module, loader: Iterable, *, lr: float = 0.1, gamma: float | None = None,
              alpha_floor: float = 0.01, iters: int = 100, inner_optimizer: str = "sgd", scale_lr: float | None = None,
-             scale_grad_clip: float | None = None, first_order: bool = False, loss_fn: Callable | None = None,
-             device: str | torch.device | None = None) -> dict[str, Any]:
+             scale_grad_clip: float | None = None, normalize_grad: bool | None = None, first_order: bool = False,
+             loss_fn: Callable | None = None, device: str | torch.device | None = None) -> dict[str, Any]:
     """Rescale ``model``'s trainable tensors in place by GradInit scales; return statistics.
 
     ``lr`` is η, the learning rate of the target optimizer's first step; ``inner_optimizer`` its kind
     (``sgd`` or ``adam``); ``gamma`` the gradient-norm bound γ; ``iters`` T; ``scale_lr`` τ (``gamma``,
-    ``scale_lr`` and ``scale_grad_clip`` default to :data:`FAMILY_DEFAULTS` of ``inner_optimizer``). Batches
+    ``scale_lr`` and ``scale_grad_clip`` default to :data:`FAMILY_DEFAULTS` of ``inner_optimizer``);
+    ``normalize_grad`` (SGD only; default on for SGD) steps along g/‖g‖₂ instead of g. Batches
     come from ``loader`` (cycled; two per iteration), moved to ``device`` (default: the model's).
     ``loss_fn(logits, y)`` defaults to cross-entropy.
 
@@ -131,6 +135,10 @@ def gradinit(model: nn.Module, loader: Iterable, *, lr: float = 0.1, gamma: floa
     scale_lr = defaults["scale_lr"] if scale_lr is None else scale_lr
     scale_grad_clip = defaults["scale_grad_clip"] if scale_grad_clip is None else scale_grad_clip
     check_options(lr, gamma, alpha_floor, iters, inner_optimizer, scale_lr, scale_grad_clip)
+    if normalize_grad and inner_optimizer != "sgd":
+        raise ValueError(f"gradinit_normalize_grad: applies to an SGD-family target only (its step is g/|g|); "
+                         f"the {inner_optimizer} step is sign(g)")
+    normalize = inner_optimizer == "sgd" if normalize_grad is None else bool(normalize_grad)
     loss_fn = loss_fn or F.cross_entropy
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
@@ -173,6 +181,9 @@ def gradinit(model: nn.Module, loader: Iterable, *, lr: float = 0.1, gamma: floa
                     constraint_steps += 1
                 else:
                     step = [(g.detach() if first_order else g) if sgd else g.sign() for g in grads]
+                    if sgd and normalize:
+                        norm = gnorm.detach() if first_order else gnorm
+                        step = [s / norm for s in step]
                     theta1 = {n: v - lr * s for (n, v), s in zip(theta.items(), step)}
                     half = xs.shape[0] // 2
                     xt = torch.cat([xs[:half], xn[:xs.shape[0] - half]])

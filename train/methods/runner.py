@@ -55,6 +55,9 @@ class MethodsConfig(ConfigModel):
                                                               "SGD, 2.5e-3 for Adam, the authors' settings)")
     gradinit_gamma: float | None = Field(None, gt=0, description="GradInit gradient-norm bound gamma (default: 1 "
                                                                  "for SGD, 1000 for Adam (l1 norm), the authors')")
+    gradinit_normalize_grad: bool | None = Field(None, description="GradInit: step along g/|g| for an SGD target "
+                                                                   "(default: on for SGD, as the authors' CIFAR "
+                                                                   "scripts; not for Adam-like targets)")
     gradinit_min_scale: float = Field(0.01, ge=0, lt=1, description="GradInit lower bound of the scales")
     lr_rule: LrRule = Field("none", description="move lr from lr_base_batch to the global batch: linear for SGD, "
                                                 "sqrt for Adam-like, auto picks (Granziol et al. 2022)")
@@ -82,7 +85,10 @@ class MethodsConfig(ConfigModel):
         try:
             resolve_rule(self.lr_rule, optimizer_name)
             if self.gradinit:
-                inner_optimizer_for(optimizer_name)
+                inner = inner_optimizer_for(optimizer_name)
+                if self.gradinit_normalize_grad and inner != "sgd":
+                    raise ValueError(f"gradinit_normalize_grad: applies to an SGD-family optimizer only; "
+                                     f"{optimizer_name!r} steps by sign(g)")
             if self.elr != "off":
                 check_elr_optimizer(optimizer_name)
         except ValueError as exc:
@@ -120,6 +126,7 @@ class MethodRunner:
         if cfg.gradinit:
             inner, factor = first_step(self.optimizer_name, self.momentum)
             stats = gradinit(model, loader, lr=lr * factor, gamma=cfg.gradinit_gamma,
+                             normalize_grad=cfg.gradinit_normalize_grad,
                              alpha_floor=cfg.gradinit_min_scale, iters=cfg.gradinit_iters, inner_optimizer=inner,
                              scale_lr=cfg.gradinit_lr, device=device)
             self.stats = gradinit_summary(stats)

@@ -86,11 +86,12 @@ class GradInitCallback(Callback):
     """
 
     def __init__(self, *, iters: int = 100, scale_lr: float | None = None, gamma: float | None = None,
-                 alpha_floor: float = 0.01, lr: float | None = None, inner_optimizer: str | None = None) -> None:
+                 alpha_floor: float = 0.01, lr: float | None = None, inner_optimizer: str | None = None,
+                 normalize_grad: bool | None = None) -> None:
         check_options(lr if lr is not None else 1.0, gamma or 1.0, alpha_floor, iters, inner_optimizer or "sgd",
                       scale_lr or 1.0)
         self.iters, self.scale_lr, self.gamma, self.alpha_floor = iters, scale_lr, gamma, alpha_floor
-        self.lr, self.inner_optimizer = lr, inner_optimizer
+        self.lr, self.inner_optimizer, self.normalize_grad = lr, inner_optimizer, normalize_grad
         self.stats: dict[str, float] = {}
         self._report = False
 
@@ -105,7 +106,7 @@ class GradInitCallback(Callback):
         stats = gradinit_once(ctx.model, ctx.train_loader, distributed=ctx.info.distributed, is_main=ctx.info.is_main,
                               lr=eta, gamma=self.gamma,
                               alpha_floor=self.alpha_floor, iters=self.iters, inner_optimizer=inner,
-                              scale_lr=self.scale_lr, device=ctx.info.device)
+                              scale_lr=self.scale_lr, normalize_grad=self.normalize_grad, device=ctx.info.device)
         if ctx.ema is not None:
             ctx.ema.set(ctx.model)
         self.stats, self._report = gradinit_summary(stats), True
@@ -200,7 +201,8 @@ def method_callbacks(cfg: MethodsConfig) -> list[Callback]:
                                         warmup_epochs=cfg.lr_warmup_epochs))
     if cfg.gradinit:
         callbacks.append(GradInitCallback(iters=cfg.gradinit_iters, scale_lr=cfg.gradinit_lr, gamma=cfg.gradinit_gamma,
-                                          alpha_floor=cfg.gradinit_min_scale))
+                                          alpha_floor=cfg.gradinit_min_scale,
+                                          normalize_grad=cfg.gradinit_normalize_grad))
     if cfg.elr != "off":
         callbacks.append(ElrCallback(mode=cfg.elr, radius=cfg.elr_radius))
     return callbacks
