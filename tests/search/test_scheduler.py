@@ -22,22 +22,24 @@ from ray.tune.schedulers import TrialScheduler
 from search import SCHEDULERS, ConfigError, parse_config
 from search.pareto import non_dominated_sort
 from search.schedulers import is_intermediate, make_scheduler
-from search.schedulers.mo_asha import MOASHAScheduler, rank_order, rung_milestones
+from search.schedulers.mo_asha import MOASHAScheduler, rung_milestones
+from search.schedulers.mo_rank import RungFronts
 from search.searcher import NasOptunaSearch
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
-# ---------------------------------------------------------------- rung ranking
+# ---------------------------------------------------------------- rung ranking (the rule itself: test_mo_asha_rule.py)
 
-def test_rank_order_fronts_then_hypervolume_contribution():
-    losses = np.array([[0, 10], [10, 0], [1, 9], [5, 5], [6, 6], [0.5, 9.5], [np.nan, 0.0]], dtype=float)
-    order = rank_order(losses).tolist()
-    assert set(order[:5]) == {0, 1, 2, 3, 5}  # front 0 first
-    assert order[0] == 3                      # the knee point adds the most hypervolume on its own
-    assert order[5] == 4                      # the dominated point after the front
-    assert order[6] == 6                      # a non-finite objective (diverged accuracy) ranks last
-    assert rank_order(losses, limit=2).tolist() == order[:2]
+def test_rung_ranks_fronts_then_hypervolume_contribution():
+    losses = np.array([[0, 10], [10, 0], [1, 9], [5, 5], [6, 6], [0.5, 9.5], [np.inf, 0.0]], dtype=float)
+    fronts = RungFronts(2)
+    rows = [fronts.add(loss) for loss in losses]
+    better = [fronts.better_than(r, "hypervolume") for r in rows]
+    assert sorted(better[i] for i in (0, 1, 2, 3, 5)) == [0, 1, 2, 3, 4]  # front 0 first
+    assert better[3] == 0                  # the knee point adds the most hypervolume on its own
+    assert better[4] == 5                  # the dominated point after the front
+    assert better[6] == 6                  # a non-finite objective (diverged accuracy) ranks last
 
 def test_rung_milestones():
     assert rung_milestones(1, 3, 9) == [1, 3]            # no rung at max_t
@@ -55,26 +57,28 @@ def result(epoch: int, acc: float, macs: float) -> dict:
     return {"epoch": epoch, "val_acc": acc, "macs": macs, "done": False}
 
 
-def sched(eta: float = 2, max_t: int = 9, grace: int = 1) -> MOASHAScheduler:
+def sched(eta: float = 2, max_t: int = 9, grace: int = 1, ranking: str = "epsnet") -> MOASHAScheduler:
     return MOASHAScheduler(objectives=["val_acc", "macs"], modes=["max", "min"], max_t=max_t,
-                           grace_period=grace, reduction_factor=eta)
+                           grace_period=grace, reduction_factor=eta, ranking=ranking)
 
 
-def test_fewer_than_eta_recorded_continue_even_if_dominated():
+def test_fewer_than_eta_results_a_result_behind_another_stops():
     s = sched(eta=3)
-    assert s.on_trial_result(None, trial("a"), result(1, 0.9, 1.0)) == CONTINUE
-    assert s.on_trial_result(None, trial("b"), result(1, 0.1, 5.0)) == CONTINUE   # dominated, but n=2 < η=3
-    assert s.on_trial_result(None, trial("c"), result(1, 0.05, 6.0)) == STOP      # n=3: keeps ⌈3/3⌉ = 1
-    assert s.num_stopped == 1
+    assert s.on_trial_result(None, trial("a"), result(1, 0.9, 1.0)) == CONTINUE   # the first at a rung
+    assert s.on_trial_result(None, trial("b"), result(1, 0.1, 5.0)) == STOP       # 1 of 2 ahead: 1/2 > 1/3
+    assert s.on_trial_result(None, trial("c"), result(1, 0.9, 1.0)) == CONTINUE   # equal to the best: 0 ahead
+    assert s.on_trial_result(None, trial("d"), result(1, 0.05, 6.0)) == STOP     # 3 of 4 ahead
+    assert s.num_stopped == 2
 
 
 def test_dominated_stopped_non_dominated_promoted():
     s = sched(eta=2)
     assert s.on_trial_result(None, trial("a"), result(1, 0.9, 1.0)) == CONTINUE
-    assert s.on_trial_result(None, trial("b"), result(1, 0.5, 2.0)) == STOP       # dominated by a; n=2 keeps 1
-    # c is worse in accuracy than both but the cheapest: front 0 = {a, c} and n=3 keeps 2 → kept
+    assert s.on_trial_result(None, trial("b"), result(1, 0.5, 2.0)) == CONTINUE   # dominated; n = η keeps 2
+    # c is worse in accuracy than both but the cheapest: front 0 = {a, c}, 1 of 3 ahead of c (a) → kept
     assert s.on_trial_result(None, trial("c"), result(1, 0.3, 0.5)) == CONTINUE
-    # directions matter: with macs maximised, c is dominated by a (more accurate and larger)
+    assert s.on_trial_result(None, trial("d"), result(1, 0.4, 1.5)) == STOP       # dominated by a: 3 of 4 ahead
+    # directions matter: with macs maximised, c is dominated by a and b (more accurate and larger)
     s2 = MOASHAScheduler(objectives=["val_acc", "macs"], modes=["max", "max"], max_t=9, grace_period=1,
                          reduction_factor=2)
     for tid, acc, macs in (("a", 0.9, 1.0), ("b", 0.95, 0.8)):
@@ -85,9 +89,9 @@ def test_dominated_stopped_non_dominated_promoted():
 @pytest.mark.parametrize("arriving, expected", [((0.5, 5.0), CONTINUE), ((0.87, 9.4), STOP)])
 def test_hypervolume_contribution_breaks_ties_inside_the_front(arriving, expected):
     """Five earlier trials (four on a front crowded near the large end, one dominated); the sixth arrives on
-    front 0 either in the empty middle (adds the most hypervolume: kept) or wedged between two close
-    neighbours (adds almost none: stopped); n=6, η=2 keeps 3."""
-    s = sched(eta=2)
+    front 0 either in the empty middle (adds the most hypervolume: first) or wedged between two close
+    neighbours (adds almost none: fifth); n=6, η=2: at most 3 ahead continue."""
+    s = sched(eta=2, ranking="hypervolume")
     earlier = [("a", 0.9, 10.0), ("b", 0.1, 1.0), ("d", 0.88, 9.6), ("e", 0.86, 9.2), ("g", 0.05, 11.0)]
     for tid, acc, macs in earlier:  # recorded at the rung whatever was decided for them
         s.on_trial_result(None, trial(tid), result(1, acc, macs))
@@ -96,28 +100,30 @@ def test_hypervolume_contribution_breaks_ties_inside_the_front(arriving, expecte
     assert s.on_trial_result(None, trial("x"), result(1, *arriving)) == expected
 
 
-def test_small_3d_front_is_not_decided_by_arrival_order():
-    """At the third arrival (η=3 keeps one) front 0 is {b, c} (b dominates a): crowding distance gives both ∞
-    and would keep b, the earlier; c, far cheaper and nearly as accurate, adds the most hypervolume."""
+@pytest.mark.parametrize("ranking, expected", [("hypervolume", CONTINUE), ("crowding", STOP), ("epsnet", STOP)])
+def test_a_two_point_3d_front_by_each_ranking(ranking, expected):
+    """b, then c: both on front 0, η=3, so c continues only in first place. Crowding distance gives both ∞
+    (the earlier, b, wins the tie); the ε-net starts at the best first objective (b, more accurate);
+    hypervolume contribution prefers c, far cheaper and nearly as accurate."""
     s = MOASHAScheduler(objectives=["val_acc", "macs", "latency_ms"], modes=["max", "min", "min"], max_t=4,
-                        grace_period=1, reduction_factor=3)
-    arrivals = [("a", 0.40, 1.6, 0.6, CONTINUE), ("b", 0.41, 1.3, 0.6, CONTINUE),  # n < η: continue
-                ("c", 0.37, 0.4, 0.27, CONTINUE),                                   # n=3 keeps 1: c
-                ("d", 0.38, 1.5, 0.6, STOP)]                                        # dominated by b; n=4 keeps 2
-    for tid, acc, macs, lat, expected in arrivals:
-        r = {"epoch": 1, "val_acc": acc, "macs": macs, "latency_ms": lat}
-        assert s.on_trial_result(None, trial(tid), r) == expected, tid
+                        grace_period=1, reduction_factor=3, ranking=ranking)
+    b, c = ({"epoch": 1, "val_acc": 0.41, "macs": 1.3, "latency_ms": 0.6},
+            {"epoch": 1, "val_acc": 0.37, "macs": 0.4, "latency_ms": 0.27})
+    assert s.on_trial_result(None, trial("b"), b) == CONTINUE
+    assert s.on_trial_result(None, trial("c"), c) == expected
+
 
 def test_rungs_progress_and_no_decision_off_rung_or_at_max_t():
     s = sched(eta=2, max_t=4)                     # rungs at 1 and 2; max_t=4 has none
     assert s.milestones == [1, 2]
     assert s.on_trial_result(None, trial("a"), result(1, 0.9, 1.0)) == CONTINUE
-    # b is non-dominated too, but n=2 keeps 1: equal hypervolume contributions → the earlier-recorded wins
-    assert s.on_trial_result(None, trial("b"), result(1, 0.8, 0.5)) == STOP
-    assert s.on_trial_result(None, trial("c"), result(1, 0.85, 0.4)) == CONTINUE  # dominates b; n=3 keeps 2
+    assert s.on_trial_result(None, trial("b"), result(1, 0.8, 1.5)) == CONTINUE   # behind a; n = η keeps 2
+    assert s.on_trial_result(None, trial("c"), result(1, 0.85, 0.4)) == CONTINUE  # front 0 with a, second
+    assert s.on_trial_result(None, trial("d"), result(1, 0.1, 5.0)) == STOP       # 3 of 4 ahead
     assert s.on_trial_result(None, trial("a"), result(2, 0.95, 1.0)) == CONTINUE  # first at rung 2
-    assert s.on_trial_result(None, trial("c"), result(2, 0.5, 2.0)) == STOP       # dominated at rung 2
-    assert set(s.rungs[0]) == {"a", "b", "c"} and set(s.rungs[1]) == {"a", "c"}
+    assert s.on_trial_result(None, trial("c"), result(2, 0.5, 2.0)) == CONTINUE   # dominated, but n = η
+    assert s.on_trial_result(None, trial("b"), result(2, 0.4, 2.5)) == STOP       # 2 of 3 ahead
+    assert set(s.rungs[0]) == {"a", "b", "c", "d"} and set(s.rungs[1]) == {"a", "b", "c"}
     # a repeated report at a rung already recorded, epoch 3 (off rung) and epoch 4 (= max_t) never stop
     assert s.on_trial_result(None, trial("a"), result(2, 0.0, 99.0)) == CONTINUE
     assert s.on_trial_result(None, trial("a"), result(3, 0.0, 99.0)) == CONTINUE
@@ -136,11 +142,11 @@ def test_final_or_error_results_are_ignored():
 
 
 def test_nan_accuracy_ranks_worst():
-    s = sched(eta=2)
+    s = sched(eta=3)
     s.on_trial_result(None, trial("a"), result(1, 0.2, 5.0))
-    assert s.on_trial_result(None, trial("b"), result(1, float("nan"), 5.0)) == STOP
+    assert s.on_trial_result(None, trial("b"), result(1, float("nan"), 0.1)) == STOP  # behind a despite macs
     assert set(s.rungs[0]) == {"a", "b"} and s.num_stopped == 1
-    assert pickle.loads(pickle.dumps(s)).milestones == [1, 2, 4, 8]
+    assert pickle.loads(pickle.dumps(s)).milestones == [1, 3]
 
 
 # ---------------------------------------------------------------- resume: the rungs rebuilt from the storage
@@ -211,7 +217,7 @@ def test_resumed_scheduler_takes_the_decisions_of_an_uninterrupted_one(tmp_path)
     trained, later = arrivals[:cut], arrivals[cut:]
 
     def uninterrupted_decisions() -> list[str]:  # later reports of trials stopped before the cut never arrive
-        s = sched(eta=2, max_t=4)
+        s = sched(eta=3, max_t=4)
         _drive(s, trained)
         return _drive(s, later)
 
@@ -219,7 +225,7 @@ def test_resumed_scheduler_takes_the_decisions_of_an_uninterrupted_one(tmp_path)
     searcher = NasOptunaSearch(space=lambda t: {"x": t.suggest_float("x", 0, 1)}, metric=["val_acc", "macs"],
                                mode=["max", "min"], sampler=optuna.samplers.RandomSampler(seed=0),
                                storage=storage, study_name="s")
-    first = sched(eta=2, max_t=4)
+    first = sched(eta=3, max_t=4)
     _drive(first, trained, searcher)
     stored = optuna.load_study(study_name="s", storage=storage).get_trials()
     assert {t.state for t in stored} == {TrialState.COMPLETE, TrialState.PRUNED}
@@ -228,15 +234,15 @@ def test_resumed_scheduler_takes_the_decisions_of_an_uninterrupted_one(tmp_path)
         assert t.intermediate_values == {r["epoch"]: r["values"]["val_acc"] for r in reports}
         assert sorted(t.intermediate_values) == list(range(1, len(reports) + 1))
 
-    resumed = sched(eta=2, max_t=4)
+    resumed = sched(eta=3, max_t=4)
     resumed.replay(epoch_arrivals(stored, ["val_acc", "macs"]))
-    def rungs(s: MOASHAScheduler) -> list[list[list[float]]]:  # every rung's loss vectors in recording order
-        return [[v.tolist() for v in r.values()] for r in s.rungs]
+    def rungs(s: MOASHAScheduler) -> list:  # every rung's loss vectors in recording order, and their fronts
+        return [[v.tolist() for v in r.values()] for r in s.rungs] + [f.front.tolist() for f in s.fronts]
 
     assert rungs(resumed) == rungs(first) and resumed.num_stopped == first.num_stopped
     expected = uninterrupted_decisions()
     assert _drive(resumed, later) == expected
-    assert _drive(sched(eta=2, max_t=4), later) != expected  # the state matters: forgetting it changes decisions
+    assert _drive(sched(eta=3, max_t=4), later) != expected  # the state matters: forgetting it changes decisions
 
 
 def test_interrupted_trials_are_not_replayed(tmp_path):
@@ -272,9 +278,11 @@ def test_config_scheduler_section():
     s = make_scheduler(cfg.scheduler.name, cfg.scheduler.options, objectives=cfg.objectives, modes=cfg.directions,
                        max_t=cfg.proxy.epochs)
     assert isinstance(s, MOASHAScheduler) and s.milestones == [1, 2] and s.signs.tolist() == [-1.0, 1.0]
-    assert cfg.scheduler.options == {"grace_period": 1, "reduction_factor": 2.0}
-    assert parse_config({"scheduler": {"name": "mo_asha"}}).scheduler.options == \
-        {"grace_period": 1, "reduction_factor": 3.0}  # the defaults declared where mo_asha registers
+    assert cfg.scheduler.options == {"grace_period": 1, "reduction_factor": 2.0, "ranking": "epsnet"}
+    assert parse_config({"scheduler": {"name": "mo_asha", "ranking": "crowding"}}).scheduler.options == \
+        {"grace_period": 1, "reduction_factor": 3.0, "ranking": "crowding"}  # defaults declared where it registers
+    assert make_scheduler("mo_asha", {"ranking": "hypervolume"}, objectives=["val_acc"], modes=["max"],
+                          max_t=3).ranking == "hypervolume"
     assert make_scheduler("none", {}, objectives=["val_acc"], modes=["max"], max_t=3) is None
 
 
@@ -294,6 +302,8 @@ def test_every_registered_scheduler_is_a_config_choice(name):
     ({"scheduler": {"reduction_factor": 1}}, "scheduler.reduction_factor:"),
     ({"scheduler": {"name": "mo_asha", "grace_period": 0}}, "scheduler.grace_period: must be >= 1"),
     ({"scheduler": {"name": "mo_asha", "rungs": 3}}, "scheduler.rungs: not an option of scheduler 'mo_asha'"),
+    ({"scheduler": {"name": "mo_asha", "ranking": "nsga2"}},
+     "scheduler.ranking: must be one of epsnet, crowding, hypervolume, got 'nsga2'"),
     ({"scheduler": {"eta": 2}}, "scheduler.eta: not an option of scheduler 'none'"),
     ({"scheduler": {"name": "mo_asha", "grace_period": 3}, "proxy": {"epochs": 3}},
      "scheduler.grace_period: mo_asha needs proxy.epochs > grace_period"),
@@ -399,4 +409,7 @@ def test_real_search_prunes_and_exports_only_complete(tmp_path, ray_tmp):
     assert summary["states"]["PRUNED"] == len(pruned)
     front_numbers = {f["number"] for f in summary["front"]}
     assert front_numbers and not front_numbers & {t.number for t in pruned}
-    assert {t.number for t in study.best_trials} == front_numbers
+    earliest = {}  # the front lists each architecture once, its earliest trial (a random sampler may repeat one)
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        earliest.setdefault(t.user_attrs["arch_id"], t.number)
+    assert set(earliest.values()) == front_numbers
