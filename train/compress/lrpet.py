@@ -33,7 +33,7 @@ from space import Arch, Stage, build_model
 
 from ..retrain.callbacks import Callback
 from .redundancy import LayerRedundancy, allocate
-from .structure import ConvInfo, Structure, analyse
+from .structure import SUPPORTED_BLOCKS, ConvInfo, Structure, analyse
 
 
 def _dims(conv: nn.Conv2d) -> tuple[int, int]:
@@ -181,6 +181,47 @@ class LrpetCallback(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ranks, self.projections = dict(state["ranks"]), int(state["projections"])
+
+
+class LrpetFromScratch(LrpetCallback):
+    """LRPET training from scratch (``nas retrain --lrpet-target F`` or ``--lrpet-rank R``).
+
+    The paper's point (Guo et al., abstract): a well pre-trained model is not a good starting point for a
+    low-rank model, so LRPET alternates SGD epochs with the projection from the first epoch on. Here the
+    ranks are planned in ``on_start`` on the freshly initialised network (after GradInit, when both are on)
+    — the uniform rank ratio whose factorised export has the largest MACs ``<= target × dense MACs``, or the
+    given ratio — and every epoch ends with the projection (:class:`LrpetCallback`). Training starts from
+    the ordinary random initialisation, not a projected one: the first projection follows the first epoch
+    (our reading of "alternately", as in the prune path after its initial projection). A resumed run takes
+    the ranks from its checkpoint. :meth:`final_model` is the factorised ``basic_lowrank`` network, exactly
+    equal to the projected dense one; retrain writes it as ``arch.yaml``/``model.pt``. EMA weights are not
+    projected (they are saved dense, as ``model_ema.pt``).
+    """
+
+    def __init__(self, arch: Arch, *, target: float | None = None, rank_ratio: float | None = None) -> None:
+        if (target is None) == (rank_ratio is None):
+            raise ValueError("lrpet_target: give lrpet_target or lrpet_rank (exactly one)")
+        for s, stage in enumerate(arch.stages):
+            if stage.block not in SUPPORTED_BLOCKS:
+                raise ValueError(f"stages[{s}].block: LRPET from scratch projects the convs of "
+                                 f"{', '.join(SUPPORTED_BLOCKS)} blocks; got {stage.block!r}")
+        super().__init__({})
+        self.target, self.rank_ratio = target, rank_ratio
+        self.dense_cost: dict[str, int] = {}
+
+    def on_start(self, ctx: Any) -> None:
+        structure = analyse(ctx.model)
+        self.dense_cost = structure.cost()
+        if not self.ranks:  # a resumed run restored its ranks
+            self.ranks = (plan_ranks(structure, rank_ratio=self.rank_ratio) if self.rank_ratio is not None else
+                          ranks_for_target(structure, self.target * self.dense_cost["macs"]))
+        cost = lowrank_cost(structure, self.ranks)
+        ctx.out(f"LRPET from scratch: ranks {sorted(set(self.ranks.values()))}, MACs {cost['macs']:,} of "
+                f"{self.dense_cost['macs']:,} ({cost['macs'] / self.dense_cost['macs']:.3f})")
+
+    def final_model(self, ctx: Any) -> tuple[Arch, nn.Module]:
+        arch, small = export_lowrank(ctx.model, self.ranks)
+        return arch.replace(input_size=ctx.arch.input_size), small
 
 
 def lowrank_arch(structure: Structure, ranks: Mapping[str, int]) -> Arch:

@@ -81,6 +81,10 @@ class Callback:
     def on_epoch_end(self, ctx: RetrainContext, row: dict[str, Any]) -> None:
         pass
 
+    def final_model(self, ctx: RetrainContext) -> tuple[Arch, nn.Module] | None:
+        """The ``(arch, model)`` to save at the end instead of the trained one (a compressed form), or None."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -24,7 +24,8 @@ DESCRIPTION = ("Train with timm's parts; unset options take train.retrain.Retrai
                "--nproc N, or torchrun --nproc_per_node N -m train.retrain ARCH ... (batch size is per process, "
                "as in timm).")
 SECTIONS = {"data": "data", "epochs": "optimisation (timm names)", "label_smoothing": "regularisation",
-            "methods": "training methods", "amp": "speed", "seed": "runtime"}
+            "methods": "training methods",
+            "lrpet_target": "low-rank training from scratch (LRPET)", "amp": "speed", "seed": "runtime"}
 FLAGS = {"workers": ("-j", "--workers"), "batch_size": ("-b", "--batch-size"),
          "sched_on_updates": ("--sched-on-epochs",), "label_smoothing": ("--smoothing",),
          "grad_clip": ("--clip-grad",), "ema": ("--model-ema",), "ema_decay": ("--model-ema-decay",),

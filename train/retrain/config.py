@@ -63,6 +63,12 @@ class RetrainConfig(ConfigModel):
     ema_warmup: bool = Field(False, description="EMA decay warm-up")
     # training methods (train.methods; retrain runs them as callbacks)
     methods: MethodsConfig = Field(default_factory=MethodsConfig, description="training methods")
+    # low-rank training from scratch (LRPET; train.compress.lrpet)
+    lrpet_target: float | None = Field(None, gt=0, lt=1, description="train low-rank from scratch with LRPET "
+                                       "(projection every epoch) to this fraction of the MACs; OUT/arch.yaml and "
+                                       "model.pt are the factorised network (default: off)")
+    lrpet_rank: float | None = Field(None, gt=0, le=1, description="as lrpet_target, with this rank ratio "
+                                     "(rank = ratio × min(C_out, C_in·k²) per block conv) instead of a MACs target")
     # speed
     amp: AmpDtype = Field("none", description="autocast dtype")
     channels_last: bool | None = Field(None, description="channels_last memory format (default: on for CUDA)")
@@ -94,11 +100,18 @@ class RetrainConfig(ConfigModel):
         if self.uses_mixup and self.batch_size % 2:
             raise FieldError("batch_size", f"mixup/cutmix pair samples within a batch and need an even batch_size, "
                                            f"got {self.batch_size}")
+        if self.lrpet_target is not None and self.lrpet_rank is not None:
+            raise FieldError("lrpet_rank", "give lrpet_target or lrpet_rank, not both")
         try:
             self.methods.check_optimizer(self.opt)
         except FieldError as exc:
             raise FieldError(f"methods.{exc.field}", exc.problem) from None
         return self
+
+    @property
+    def lrpet(self) -> bool:
+        """Whether the run trains low-rank from scratch (LRPET)."""
+        return self.lrpet_target is not None or self.lrpet_rank is not None
 
     @property
     def uses_mixup(self) -> bool:

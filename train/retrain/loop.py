@@ -46,7 +46,7 @@ def retrain(arch: Arch, cfg: RetrainConfig, *, out_dir: Path, resume: bool = Fal
     """
     from .methods import method_callbacks
 
-    callbacks = [*method_callbacks(cfg.methods), *callbacks]
+    callbacks = [*method_callbacks(cfg.methods), *_lrpet_callbacks(arch, cfg), *callbacks]
     info = init_distributed(cfg.device)
     try:
         for cb in callbacks:
@@ -109,7 +109,16 @@ def _run(arch: Arch, cfg: RetrainConfig, info: DistInfo, *, out_dir: Path, resum
             out(_epoch_line(row, cfg.epochs))
     finally:
         log.close()
-    return _finish(ctx)
+    return _finish(ctx, callbacks, eval_loader, channels_last)
+
+
+def _lrpet_callbacks(arch: Arch, cfg: RetrainConfig) -> list[Callback]:
+    """LRPET from scratch when ``lrpet_target`` or ``lrpet_rank`` is set (``train.compress.lrpet``)."""
+    if not cfg.lrpet:
+        return []
+    from train.compress.lrpet import LrpetFromScratch
+
+    return [LrpetFromScratch(arch, target=cfg.lrpet_target, rank_ratio=cfg.lrpet_rank)]
 
 
 def _build(arch: Arch, cfg: RetrainConfig, data: Any, info: DistInfo, *, out_dir: Path,
@@ -259,13 +268,27 @@ def _save(ctx: RetrainContext, path: Path, callbacks: list[Callback]) -> None:
         "world_size": ctx.info.world_size})
 
 
-def _finish(ctx: RetrainContext) -> dict[str, Any]:
+def _finish(ctx: RetrainContext, callbacks: Sequence[Callback] = (), eval_loader: Any = None,
+            channels_last: bool = False) -> dict[str, Any]:
     from space.complexity import count_complexity
 
     cfg, arch, data, last = ctx.cfg, ctx.arch, ctx.data, ctx.history[-1]
+    model, extra = ctx.model, {}
+    final = next((f for f in (cb.final_model(ctx) for cb in callbacks) if f is not None), None)
+    if final is not None:  # a compressed form of the trained network replaces it (LRPET's factorised export)
+        dense_acc = last["test_acc"]
+        arch, model = final
+        model.to(ctx.info.device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        te = _evaluate(model, eval_loader, ctx, channels_last)
+        last = {**last, "test_acc": te["acc"], "test_loss": te["loss"]}
+        extra = {"dense_arch_id": ctx.arch.arch_id, "pre_projection_test_acc": dense_acc}
+        ctx.out(f"final model {arch.arch_id} ({arch.stages[0].block}): test_acc {te['acc']:.4f} "
+                f"(before the last projection {dense_acc:.4f})")
     cost = count_complexity(build_model(arch, num_classes=data.num_classes, in_chans=data.in_chans),
                             input_size=arch.input_size, in_chans=data.in_chans)
-    metrics = {"arch_id": arch.arch_id, "epochs": cfg.epochs, "test_acc": last["test_acc"],
+    metrics = {"arch_id": arch.arch_id, **extra, "epochs": cfg.epochs, "test_acc": last["test_acc"],
                "test_loss": last["test_loss"], "params": cost["params"], "macs": cost["macs"], "flops": cost["flops"],
                "seconds": sum(r["seconds"] for r in ctx.history), "world_size": ctx.info.world_size,
                "global_batch": cfg.batch_size * ctx.info.world_size, "data": data.name, "in_chans": data.in_chans,
@@ -275,7 +298,7 @@ def _finish(ctx: RetrainContext) -> dict[str, Any]:
         metrics.update(ema_test_acc=last["ema_test_acc"], ema_test_loss=last["ema_test_loss"])
     if ctx.info.is_main:
         out_dir = ctx.out_dir
-        torch.save({k: v.cpu() for k, v in ctx.model.state_dict().items()}, out_dir / "model.pt")
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, out_dir / "model.pt")
         if ctx.ema is not None:
             torch.save({k: v.cpu() for k, v in ctx.ema.module.state_dict().items()}, out_dir / "model_ema.pt")
         (out_dir / "arch.yaml").write_text(arch.to_yaml())
