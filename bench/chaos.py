@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-baseline", action="store_true", help="skip the uninterrupted run (no overhead column)")
     ap.add_argument("--timeout", type=float, default=900.0, help="a driver running longer counts as hung (s)")
     ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--keep-logs", default=None, help="copy every driver's log (MODE.log) into this folder")
     args = ap.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
@@ -246,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             print(row_line(rows[-1], rows[0] if not args.no_baseline else None), flush=True)
     finally:
         kill_processes(processes_using(ray_tmp))  # never leave a Ray process of the benchmark behind
+        if args.keep_logs:
+            Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
+            for log in work.glob("*.log"):
+                shutil.copy(log, Path(args.keep_logs) / log.name)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -54,6 +55,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"name": args.name})  # checked above: the one field model_copy skips
     run_dir = Path(args.results) / cfg.name
     args.log_dir = run_dir  # a run-time failure leaves its traceback here, once the folder exists
+    if threading.current_thread() is threading.main_thread():
+        from .interrupt import install
+
+        install(lambda: run_dir / ERROR_LOG)  # Ctrl-C: exit 130, within a bounded time
     print(f"nas search: run '{cfg.name}' → {run_dir}/  ({cfg.search.n_trials} trials, sampler "
           f"{cfg.search.sampler}, objectives {', '.join(cfg.objectives)})", flush=True)
     try:
