@@ -96,15 +96,16 @@ class ReferenceLatency:
     then the machine's file), else calibrated once; then written to every store that lacked it, so a run, its
     resumes and its trial processes all scale by the same number. Call it holding the measurement gate."""
 
-    def __init__(self, stores: Sequence[LatencyCache] = ()) -> None:
+    def __init__(self, stores: Sequence[LatencyCache] = (), *, recalibrate: bool = False) -> None:
         self.stores = list(stores)
+        self.recalibrate = recalibrate  # calibrate afresh (once) and overwrite what the stores hold
         self._memo: dict[str, float] = {}
 
     def get(self, key: str, calibrate: Callable[[], float]) -> float:
         if key not in self._memo:
             found, missing = None, []
             for store in self.stores:
-                found = store.get_reference(key)
+                found = None if self.recalibrate else store.get_reference(key)
                 if found is not None:
                     break
                 missing.append(store)
