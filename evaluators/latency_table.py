@@ -11,7 +11,7 @@ and their options — so equal units share one table entry and any difference gi
 The papers' pure sum ignores what the parts do not contain: Python dispatch of the enclosing
 ``nn.Sequential``s and ``NasNet.forward``, and cache contention between units (each unit is timed
 with its own weights hot in cache). At batch 1 on a CPU that makes the sum underestimate, so the
-prediction is ``scale · Σ units + overhead_ms``, with ``scale`` and ``overhead_ms`` fitted by a robust
+prediction is ``scale · Σ units + overhead_ms``, with ``scale`` and ``overhead_ms >= 0`` fitted by a robust
 line fit (Theil–Sen) on a few architectures measured end to end when the table is built (:func:`fit_overhead`;
 ``scale = 1, overhead = 0`` is the papers' estimator). Calibration architectures are drawn with
 their own seed, never the validation ones.
@@ -322,23 +322,33 @@ class LatencyPredictor:
 
 
 def fit_overhead(units_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
-    """``(scale, overhead_ms)`` of the line ``measured ≈ scale · Σunits + overhead`` over calibration archs.
+    """``(scale, overhead_ms)`` of the line ``measured ≈ scale · Σunits + overhead`` over calibration archs, with
+    ``overhead_ms >= 0``.
 
     Theil–Sen estimator (Sen 1968): the slope is the median of the pairwise slopes and the intercept
     the median of ``measured − slope · Σunits`` — robust to the odd measurement a busy machine spoils,
-    where least squares is not. With fewer than 3 points, equal sums or a non-positive slope it falls
-    back to ``scale = 1`` and the median residual (a pure per-call overhead), which needs one point.
+    where least squares is not. The overhead is a fixed per-call cost (dispatch of the enclosing modules), so it
+    cannot be negative; a negative intercept comes from noise or a slope extrapolated far beyond the calibration
+    sums, and then the constrained fit's optimum lies on ``overhead = 0``: the robust slope through the origin,
+    the median of ``measured / Σunits``. With fewer than 3 points, equal sums or a non-positive slope it falls
+    back to ``scale = 1`` and the median residual (a pure per-call overhead; the origin line again if that is
+    negative), which needs one point.
     """
     u, m = np.asarray(units_ms, dtype=float), np.asarray(measured_ms, dtype=float)
     if u.shape != m.shape or u.ndim != 1 or u.size == 0:
         raise ValueError(f"fit_overhead: need equally many (>= 1) sums and measurements, got {u.size} and {m.size}")
+    if not (u > 0).all():
+        raise ValueError("fit_overhead: every sum of units must be > 0")
     i, j = np.triu_indices(u.size, k=1)
     keep = u[j] != u[i]
+    scale, overhead = 1.0, float(np.median(m - u))
     if u.size >= 3 and keep.any():
-        scale = float(np.median((m[j] - m[i])[keep] / (u[j] - u[i])[keep]))
-        if scale > 0:
-            return scale, float(np.median(m - scale * u))
-    return 1.0, float(np.median(m - u))
+        slope = float(np.median((m[j] - m[i])[keep] / (u[j] - u[i])[keep]))
+        if slope > 0:
+            scale, overhead = slope, float(np.median(m - slope * u))
+    if overhead < 0:
+        return float(np.median(m / u)), 0.0
+    return scale, overhead
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

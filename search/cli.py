@@ -160,7 +160,7 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     return latency_table_command(cfg, out_path=args.out, table_path=args.table, validate_only=args.validate,
                                  device=args.device, batch=args.batch, input_size=args.input_size, threads=threads,
                                  warmup=args.warmup, repeats=args.repeats, rounds=args.rounds, n=args.n,
-                                 calibrate_n=args.calibrate,
+                                 calibrate_n=args.calibrate, truth_repeats=args.truth_repeats,
                                  seed=args.seed, out=lambda s: print(s, flush=True))
 
 
@@ -267,13 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--warmup", type=int, default=10, help="untimed passes per unit (default 10)")
     lt.add_argument("--repeats", type=positive_int, default=50, help="timed passes per unit (default 50)")
     lt.add_argument("--rounds", type=positive_int, default=3,
-                    help="rounds of --repeats; the smallest median counts (default 3; 1: plain median)")
+                    help="rounds of --repeats; the median of the round medians counts (default 3)")
     lt.add_argument("--calibrate", type=int, default=8,
                     help="random architectures measured end to end to fit scale and overhead (default 8; 0: off)")
     lt.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default 0)")
     lt.add_argument("--validate", action="store_true", help="validate --table instead of building one")
     lt.add_argument("--table", default=None, help="the table to validate")
     lt.add_argument("--n", type=positive_int, default=20, help="architectures to validate on (default 20)")
+    lt.add_argument("--truth-repeats", type=positive_int, default=3,
+                    help="--validate: end-to-end measurements per architecture; their median is the ground truth and "
+                         "their spread the noise floor (default 3)")
     lt.set_defaults(func=cmd_latency_table)
 
     la = sub.add_parser("latency", help="measure one architecture's latency as a search does (interleaved with a "
