@@ -1,16 +1,22 @@
 """Measured inference latency: median (and spread) of timed forward passes on a fixed input.
 
-Protocol: eval mode under ``torch.inference_mode``; ``warmup`` untimed passes, then ``repeats``
+Protocol: eval mode under ``torch.inference_mode``; per round ``warmup`` untimed passes, then ``repeats``
 timed ones. On the CPU each pass is timed with ``time.perf_counter`` at a fixed intra-op thread
-count (restored afterwards); on CUDA each pass is bracketed by ``torch.cuda.Event``s and the
-device is synchronised before reading them, so asynchronous kernel launches are not mistaken for
-finished work. The median is the headline number (robust to scheduler noise); the inter-quartile
-range says how noisy the machine was. ``ort-cpu``/``ort-cuda`` measure the same model exported to ONNX
-and run by ONNX Runtime, with this protocol and these statistics (:mod:`.ort_latency`).
+count (restored afterwards), and a pass the OS preempted is discarded and replaced; on CUDA each pass is
+bracketed by ``torch.cuda.Event``s and the device is synchronised before reading them, so asynchronous kernel
+launches are not mistaken for finished work. The headline number is the shared estimator
+(:func:`.latency_timing.estimate`: median over rounds of the median of kept passes), the one the per-unit
+table uses too; the inter-quartile range says how noisy the machine was. The interleaved protocol
+(:mod:`.latency_protocol`) times the model against a reference network instead. ``ort-cpu``/``ort-cuda``
+measure the same model exported to ONNX and run by ONNX Runtime, with this protocol and these statistics
+(:mod:`.ort_latency`).
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import json
+import platform
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
@@ -19,10 +25,11 @@ from space import Arch, build_model
 from space.onnx_export import arch_choices, export_model
 from train.checks import check_positive_int, is_torch_device, resolve_device
 
-from .latency_timing import check_shape, latency_stats, time_calls
+from .latency_protocol import REFERENCE, REFERENCE_ROUNDS, ReferenceLatency, check_protocol, interleave, reference_arch
+from .latency_timing import Pass, Rounds, check_shape, estimate, rounds_stats, time_passes
 from .metrics import Metric
 from .onnx_runtime import check_ort_device, is_ort_device
-from .ort_latency import measure_ort_latency
+from .ort_latency import OrtRunner
 
 LATENCY_DEVICES = ("cpu", "cuda", "cuda:N", "ort-cpu", "ort-cuda")
 """What ``latency.device`` may name: a torch device, or ONNX Runtime on the CPU or a CUDA GPU."""
@@ -44,7 +51,7 @@ def check_latency_device(device: Any, *, field: str = "latency.device") -> None:
         resolve_device(device, field=field)
 
 
-def _time_cuda(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
+def _cuda_passes(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> list[Pass]:
     with torch.cuda.device(x.device):
         for _ in range(warmup):
             model(x)
@@ -56,27 +63,25 @@ def _time_cuda(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> 
             model(x)
             end.record()
         torch.cuda.synchronize()
-        return [start.elapsed_time(end) for start, end in events]
+        return [Pass(start.elapsed_time(end)) for start, end in events]
 
 
-def measure_latency(model: nn.Module, *, input_shape: tuple, device: str = "cpu", warmup: int = 10,
-                    repeats: int = 30, threads: int | None = 1) -> dict[str, Any]:
-    """Latency statistics (ms) of ``model`` on a random input of ``input_shape`` (batch first).
-
-    Returns ``median_ms, mean_ms, p25_ms, p75_ms, iqr_ms, std_ms, repeats, device, batch``.
-    ``threads`` fixes ``torch.set_num_threads`` for the measurement (``None``: leave it); the
-    previous count, the model's device and its training flag are restored afterwards. An ``ort-*``
-    ``device`` exports ``model`` (4-d ``input_shape``) and times it with ONNX Runtime instead.
-    """
-    if is_ort_device(check_device_name(device)):
-        return measure_ort_latency(model, input_shape=check_shape(input_shape), device=device, warmup=warmup,
-                                   repeats=repeats, threads=threads)
-    dev = resolve_device(device, field="latency.device")
+@contextlib.contextmanager
+def timing_rounds(model: nn.Module | bytes, *, input_shape: tuple, device: str = "cpu",
+                  threads: int | None = 1) -> Iterator[Rounds]:
+    """``rounds(warmup, repeats) -> passes`` of ``model`` on a seeded random input of ``input_shape``, valid inside
+    the context: eval mode, ``torch.inference_mode``, ``threads`` intra-op threads; the model's device, training
+    flag and the thread count are restored on exit. ``bytes`` (a serialized ONNX model) or an ``ort-*`` device run
+    ONNX Runtime (a module is exported first). CUDA passes are timed with events and never flagged preempted."""
     shape = check_shape(input_shape)
-    check_positive_int(warmup, "latency.warmup", minimum=0)
-    check_positive_int(repeats, "latency.repeats")
     if threads is not None:
         check_positive_int(threads, "latency.threads")
+    if isinstance(model, bytes) or is_ort_device(check_device_name(device)):
+        data = model if isinstance(model, bytes) else export_model(model, input_shape=shape, what="model")
+        run = OrtRunner(data, input_shape=shape, device=device, threads=threads)
+        yield lambda warmup, repeats: time_passes(run, warmup=warmup, repeats=repeats)
+        return
+    dev = resolve_device(device, field="latency.device")
     param = next(model.parameters(), None)
     home = param.device if param is not None else torch.device("cpu")
     was_training, prev_threads = model.training, torch.get_num_threads()
@@ -87,29 +92,56 @@ def measure_latency(model: nn.Module, *, input_shape: tuple, device: str = "cpu"
         x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dev)
         with torch.inference_mode():
             if dev.type == "cuda":
-                times = _time_cuda(model, x, warmup, repeats)
+                yield lambda warmup, repeats: _cuda_passes(model, x, warmup, repeats)
             else:
-                times = time_calls(lambda: model(x), warmup=warmup, repeats=repeats)
+                yield lambda warmup, repeats: time_passes(lambda: model(x), warmup=warmup, repeats=repeats)
     finally:
         torch.set_num_threads(prev_threads)
         model.to(home).train(was_training)
-    return {**latency_stats(times), "repeats": repeats, "device": str(dev), "batch": shape[0]}
+
+
+def measure_latency(model: nn.Module | bytes, *, input_shape: tuple, device: str = "cpu", warmup: int = 10,
+                    repeats: int = 30, threads: int | None = 1, rounds: int = 1) -> dict[str, Any]:
+    """Latency statistics (ms) of ``model`` on a random input of ``input_shape`` (batch first).
+
+    ``rounds`` rounds of ``warmup`` untimed and ``repeats`` kept passes; ``median_ms`` is the shared estimator
+    (:func:`.latency_timing.estimate`: median over rounds of the median of passes not preempted), the other keys
+    describe the kept passes: ``mean_ms, p25_ms, p75_ms, iqr_ms, std_ms``, plus ``repeats, rounds, timed,
+    preempted, device, batch``. ``threads`` fixes ``torch.set_num_threads`` for the measurement (``None``:
+    leave it); the previous count, the model's device and its training flag are restored afterwards. An
+    ``ort-*`` ``device`` exports ``model`` (4-d ``input_shape``) and times it with ONNX Runtime instead.
+    """
+    check_device_name(device)
+    check_positive_int(warmup, "latency.warmup", minimum=0)
+    check_positive_int(repeats, "latency.repeats")
+    check_positive_int(rounds, "latency.rounds")
+    with timing_rounds(model, input_shape=input_shape, device=device, threads=threads) as run:
+        timed = [run(warmup, repeats) for _ in range(rounds)]
+    name = device.strip().lower() if is_ort_device(device) else str(resolve_device(device, field="latency.device"))
+    return {**rounds_stats(timed), "repeats": repeats, "device": name, "batch": input_shape[0]}
 
 
 class LatencyEvaluator:
-    """Measured evaluator: median forward latency of the built model at each batch size.
+    """Measured evaluator: forward latency of the built model at each batch size.
 
-    ``evaluate`` returns ``latency_ms`` (median at the first batch size) and, per batch size B,
-    ``latency_ms_b{B}`` (median) and ``latency_iqr_ms_b{B}``. On an ``ort-*`` device the model is exported once
-    (the batch axis is dynamic) and every batch size is timed with ONNX Runtime. ``prepare`` (build, export)
-    and ``measure`` (timing only) split ``evaluate`` so a search takes its measurement gate for the second only.
+    ``protocol="plain"``: ``warmup`` untimed and ``repeats`` kept passes, the shared estimator
+    (:func:`measure_latency`); ``evaluate`` returns ``latency_ms`` (at the first batch size) and, per batch size B,
+    ``latency_ms_b{B}`` and ``latency_iqr_ms_b{B}``. ``protocol="interleaved"`` (:mod:`.latency_protocol`): the
+    model alternates with the reference network until the ratio's interval is within ``ci`` (or ``max_seconds``);
+    ``latency_ms_b{B} = ratio × reference``, ``latency_ci_ms_b{B}`` the interval's half-width in ms, and for the
+    first batch size ``latency_ratio``, ``latency_reference_ms``, ``latency_ci_ms`` and ``latency_rounds``. The
+    reference's latency comes from ``references`` (calibrated with ``warmup``/``repeats`` when no store has it).
+    On an ``ort-*`` device the model is exported once (the batch axis is dynamic) and timed with ONNX Runtime.
+    ``prepare`` (build, export) and ``measure`` (timing only) split ``evaluate`` so a search takes its measurement
+    gate for the second only.
     """
 
     name = "latency"
     cheap = False
 
     def __init__(self, *, num_classes: int, in_chans: int, device: str = "cpu", batch_sizes: tuple[int, ...] = (1,),
-                 warmup: int = 10, repeats: int = 30, threads: int | None = 1) -> None:
+                 warmup: int = 10, repeats: int = 30, threads: int | None = 1, protocol: str = "plain",
+                 ci: float = 0.02, max_seconds: float = 10.0, references: ReferenceLatency | None = None) -> None:
         self.num_classes = check_positive_int(num_classes, "num_classes")
         self.in_chans = check_positive_int(in_chans, "in_chans")
         check_latency_device(device)
@@ -120,28 +152,57 @@ class LatencyEvaluator:
         self.warmup = check_positive_int(warmup, "latency.warmup", minimum=0)
         self.repeats = check_positive_int(repeats, "latency.repeats")
         self.threads = threads if threads is None else check_positive_int(threads, "latency.threads")
+        self.protocol = check_protocol(protocol)
+        for field, value in (("ci", ci), ("max_seconds", max_seconds)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"latency.{field}: must be a number > 0, got {value!r}")
+        self.ci, self.max_seconds = float(ci), float(max_seconds)
+        self.references = references if references is not None else ReferenceLatency()
+        self._refs: dict[int, nn.Module | bytes] = {}
 
-    def prepare(self, arch: Arch) -> nn.Module | bytes:
-        """What is timed: the built model, or for an ``ort-*`` device its in-memory ONNX export (fp32, eval mode,
-        :data:`space.onnx_export.OPSET`)."""
+    def _build(self, arch: Arch, what: str) -> nn.Module | bytes:
         with torch.random.fork_rng(devices=[]):
             model = build_model(arch, num_classes=self.num_classes, in_chans=self.in_chans)
         if not is_ort_device(self.device):
             return model
         return export_model(model, input_shape=(self.batch_sizes[0], self.in_chans, arch.input_size, arch.input_size),
-                            what=f"arch {arch.arch_id} ({arch_choices(arch)})")
+                            what=what)
+
+    def prepare(self, arch: Arch) -> nn.Module | bytes:
+        """What is timed: the built model, or for an ``ort-*`` device its in-memory ONNX export (fp32, eval mode,
+        :data:`space.onnx_export.OPSET`); the interleaved protocol's reference is prepared here too, once."""
+        if self.protocol == "interleaved" and arch.input_size not in self._refs:
+            self._refs[arch.input_size] = self._build(reference_arch(arch.input_size), f"reference {REFERENCE}")
+        return self._build(arch, f"arch {arch.arch_id} ({arch_choices(arch)})")
+
+    def reference_key(self, *, batch: int, input_size: int) -> str:
+        """What a calibrated reference latency is stored under: the setting, this host and torch version."""
+        return json.dumps([REFERENCE, self.device, batch, input_size, self.in_chans, self.num_classes, self.threads,
+                           platform.node(), str(torch.__version__)])
 
     def measure(self, prepared: nn.Module | bytes, *, input_size: int) -> dict[str, float]:
         """``evaluate``'s result for what :meth:`prepare` returned (``input_size``: the architecture's)."""
         out: dict[str, float] = {}
+        first: dict[str, float] = {}
         for b in self.batch_sizes:
             shape = (b, self.in_chans, input_size, input_size)
-            timer = measure_ort_latency if isinstance(prepared, bytes) else measure_latency
-            stats = timer(prepared, input_shape=shape, device=self.device, warmup=self.warmup, repeats=self.repeats,
-                          threads=self.threads)
-            out[f"latency_ms_b{b}"] = stats["median_ms"]
-            out[f"latency_iqr_ms_b{b}"] = stats["iqr_ms"]
-        return {"latency_ms": out[f"latency_ms_b{self.batch_sizes[0]}"], **out}
+            if self.protocol == "plain":
+                stats = measure_latency(prepared, input_shape=shape, device=self.device, warmup=self.warmup,
+                                        repeats=self.repeats, threads=self.threads)
+                out[f"latency_ms_b{b}"] = stats["median_ms"]
+                out[f"latency_iqr_ms_b{b}"] = stats["iqr_ms"]
+                continue
+            ref_model = self._refs[input_size]
+            with timing_rounds(prepared, input_shape=shape, device=self.device, threads=self.threads) as cand, \
+                    timing_rounds(ref_model, input_shape=shape, device=self.device, threads=self.threads) as ref:
+                ref_ms = self.references.get(self.reference_key(batch=b, input_size=input_size), lambda: estimate(
+                    [ref(self.warmup, self.repeats) for _ in range(REFERENCE_ROUNDS)]))
+                res = interleave(cand, ref, ci=self.ci, max_seconds=self.max_seconds)
+            out[f"latency_ms_b{b}"] = res["ratio"] * ref_ms
+            out[f"latency_ci_ms_b{b}"] = (res["ratio_hi"] - res["ratio_lo"]) / 2 * ref_ms
+            first = first or {"latency_ratio": res["ratio"], "latency_reference_ms": ref_ms,
+                              "latency_ci_ms": out[f"latency_ci_ms_b{b}"], "latency_rounds": float(res["rounds"])}
+        return {"latency_ms": out[f"latency_ms_b{self.batch_sizes[0]}"], **first, **out}
 
     def evaluate(self, arch: Arch, budget: int | None = None, *, report: Any = None) -> dict[str, float]:
         """``budget`` and ``report`` are ignored (one measurement per batch size)."""

@@ -17,9 +17,11 @@ from space import Arch
 from .base import RunContext, register_evaluator
 from .latency import LATENCY_MS, LatencyEvaluator
 from .latency_cache import LatencyCache
-from .latency_gate import MeasureGate
+from .latency_gate import MeasureGate, user_lock_dir
+from .latency_protocol import ReferenceLatency
 
 _MEMO: dict[str, dict[str, float]] = {}
+REFERENCE_FILE = "latency-reference.sqlite"
 
 Measure = Callable[[Arch, int, int], dict[str, float]]
 """``measure(arch, in_chans, num_classes) -> metrics``: the expensive measurement (injectable in tests)."""
@@ -42,6 +44,14 @@ class LatencyService:
         self.table = table
         self._measure_fn = measure
         self._predictor: Any = None
+        self.references = ReferenceLatency(self._reference_stores()) if lat.mode == "measure" and \
+            lat.protocol == "interleaved" else None
+
+    def _reference_stores(self) -> list[LatencyCache]:
+        """Where the interleaved protocol's reference latency is kept: the run's cache (so the run and its resumes
+        scale by one number), then the machine's file in ``lock_dir`` (so runs on this machine share it)."""
+        folder = Path(self.lat.lock_dir) if self.lat.lock_dir is not None else user_lock_dir()
+        return [*([self.cache] if self.cache is not None else []), LatencyCache(folder / REFERENCE_FILE)]
 
     @classmethod
     def from_settings(cls, lat: Any, *, cache_path: str | Path | None = None) -> LatencyService:
@@ -67,7 +77,7 @@ class LatencyService:
     def key(self, arch: Arch, *, in_chans: int, num_classes: int) -> str:
         lat = self.lat
         return json.dumps([arch.arch_id, lat.device, list(lat.batch_sizes), arch.input_size, in_chans, num_classes,
-                           lat.threads])
+                           lat.threads, lat.protocol])
 
     def evaluate(self, arch: Arch, *, in_chans: int, num_classes: int) -> dict[str, float]:
         if self.lat.mode == "predict":
@@ -94,7 +104,8 @@ class LatencyService:
         lat = self.lat
         ev = LatencyEvaluator(num_classes=num_classes, in_chans=in_chans, device=lat.device,
                               batch_sizes=tuple(lat.batch_sizes), warmup=lat.warmup, repeats=lat.repeats,
-                              threads=lat.threads)
+                              threads=lat.threads, protocol=lat.protocol, ci=lat.ci, max_seconds=lat.max_seconds,
+                              references=self.references)
         prepared = ev.prepare(arch)
         return lambda: ev.measure(prepared, input_size=arch.input_size)
 
@@ -113,7 +124,7 @@ class LatencyService:
 class RunLatency:
     """The search's latency evaluator: ``latency_ms`` (and ``latency_ms_b{B}``...) of an architecture through
     a :class:`LatencyService` for the run's image channels and classes, and ``latency_device`` (the config's
-    ``latency.device``, recorded with the trial); cheap in predict mode."""
+    ``latency.device``, recorded with the trial, and in measure mode ``latency_protocol``); cheap in predict mode."""
 
     name = "latency"
 
@@ -134,8 +145,9 @@ class RunLatency:
 
     def evaluate(self, arch: Arch, budget: int | None = None, *, report: Any = None) -> dict[str, float]:
         """``budget`` and ``report`` are ignored (one measurement or lookup per architecture)."""
+        lat = self.service.lat
         return {**self.service.evaluate(arch, in_chans=self.in_chans, num_classes=self.num_classes),
-                "latency_device": self.service.lat.device}
+                "latency_device": lat.device, **({"latency_protocol": lat.protocol} if lat.mode == "measure" else {})}
 
 
 def latency_for_run(ctx: RunContext) -> RunLatency:

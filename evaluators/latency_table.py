@@ -11,7 +11,7 @@ and their options — so equal units share one table entry and any difference gi
 The papers' pure sum ignores what the parts do not contain: Python dispatch of the enclosing
 ``nn.Sequential``s and ``NasNet.forward``, and cache contention between units (each unit is timed
 with its own weights hot in cache). At batch 1 on a CPU that makes the sum underestimate, so the
-prediction is ``scale · Σ units + overhead_ms``, with ``scale`` and ``overhead_ms`` fitted by a robust
+prediction is ``scale · Σ units + overhead_ms``, with ``scale`` and ``overhead_ms >= 0`` fitted by a robust
 line fit (Theil–Sen) on a few architectures measured end to end when the table is built (:func:`fit_overhead`;
 ``scale = 1, overhead = 0`` is the papers' estimator). Calibration architectures are drawn with
 their own seed, never the validation ones.
@@ -36,11 +36,10 @@ import yaml
 from space import Arch, Head, Stage, Stem, build_model, build_stage
 from space.builder import stage_attention
 from space.registry import BLOCKS
-from train.checks import check_positive_int, resolve_device
+from train.checks import check_positive_int
 
 from .base import register_evaluator
 from .latency import LATENCY_MS, check_latency_device, measure_latency
-from .latency_timing import time_calls
 from .onnx_runtime import is_ort_device
 
 FORMAT = "nas-latency-table/1"
@@ -159,9 +158,9 @@ class LatencyTable:
 
     ``entries[key] = {"ms": float, "out": int}``: ``out`` is the unit's output resolution (0 for the
     head), which is the next unit's input resolution when a network is chained through the table.
-    Each ``ms`` is the smallest of ``rounds`` medians of ``repeats`` timed passes (after ``warmup``;
-    passes the OS preempted are discarded, see :func:`timed`): on a shared machine a round that
-    coincides with a burst of foreign work is dropped, as ``timeit`` takes the best of its repeats.
+    Each ``ms`` is the shared estimator (:func:`timed`): the median over ``rounds`` rounds of the median of
+    ``repeats`` timed passes (after ``warmup``) the OS did not preempt; on a shared machine a round that
+    coincides with a burst of foreign work is outvoted by the others.
     """
 
     device: str
@@ -243,53 +242,21 @@ def measure_unit(unit: Unit, *, res: int, table: LatencyTable,
 
 def timed(module: nn.Module, shape: tuple[int, ...], *, table: LatencyTable,
           context: MeasureContext = contextlib.nullcontext, what: str = "model") -> float:
-    """The table's estimator (ms): min over ``rounds`` of the median of ``repeats`` unpreempted passes.
-
-    On the CPU a timed pass during which the kernel preempted this process (``getrusage``'s count of
-    involuntary context switches rose) is discarded and replaced, up to ``10 × repeats`` passes; if
-    every pass was preempted the plain median of all is used. Without this, on a shared machine a
-    pass longer than the scheduler's slice absorbs other processes' slices: here, at load average 10
-    on 2 cores, a 2.3 ms network measured 7 ms (1.3 preemptions per pass) while its 0.2–0.6 ms blocks
-    stayed clean, so the table's sum and the end-to-end number disagreed for reasons unrelated to the
-    network. CUDA is timed by :func:`~evaluators.latency.measure_latency` (events). On an ONNX Runtime
-    device ``module`` is exported (outside ``context``; an export failure names ``what``) and its session runs
-    are timed with the same estimator. ``context`` is held once around all rounds: taking a gate costs a wait
-    for every gated trainer's batch boundary.
+    """The table's number (ms): :func:`~evaluators.latency.measure_latency`'s estimator over ``rounds`` rounds of
+    ``repeats`` kept passes (median over rounds of the median of passes the OS did not preempt) — the measured
+    evaluator's estimator, so a table entry and a measured ``latency_ms`` mean the same thing. On an ONNX Runtime
+    device ``module`` is exported (outside ``context``; an export failure names ``what``). ``context`` is held
+    once around all rounds: taking a gate costs a wait for every gated trainer's batch boundary.
     """
     check_latency_device(table.device, field="latency.table.device")
+    model: nn.Module | bytes = module
     if is_ort_device(table.device):
         from space.onnx_export import export_model
 
-        from .ort_latency import OrtRunner
-
-        run = OrtRunner(export_model(module, input_shape=shape, what=what), input_shape=shape, device=table.device,
-                        threads=table.threads)
-    medians = []
+        model = export_model(module, input_shape=shape, what=what)
     with context():
-        for _ in range(table.rounds):
-            if is_ort_device(table.device):
-                medians.append(float(np.median(time_calls(run, warmup=table.warmup, repeats=table.repeats,
-                                                          drop_preempted=True))))
-            elif resolve_device(table.device, field="latency.table.device").type == "cuda":
-                medians.append(measure_latency(module, input_shape=shape, device=table.device, warmup=table.warmup,
-                                               repeats=table.repeats, threads=table.threads)["median_ms"])
-            else:
-                medians.append(float(np.median(_unpreempted_cpu_ms(module, shape, table))))
-    return min(medians)
-
-
-def _unpreempted_cpu_ms(module: nn.Module, shape: tuple[int, ...], table: LatencyTable) -> list[float]:
-    was_training, prev_threads = module.training, torch.get_num_threads()
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    try:
-        if table.threads is not None:
-            torch.set_num_threads(table.threads)
-        module.eval()
-        with torch.inference_mode():
-            return time_calls(lambda: module(x), warmup=table.warmup, repeats=table.repeats, drop_preempted=True)
-    finally:
-        torch.set_num_threads(prev_threads)
-        module.train(was_training)
+        return measure_latency(model, input_shape=shape, device=table.device, warmup=table.warmup,
+                               repeats=table.repeats, threads=table.threads, rounds=table.rounds)["median_ms"]
 
 
 # --------------------------------------------------------------------------- prediction
@@ -355,23 +322,33 @@ class LatencyPredictor:
 
 
 def fit_overhead(units_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
-    """``(scale, overhead_ms)`` of the line ``measured ≈ scale · Σunits + overhead`` over calibration archs.
+    """``(scale, overhead_ms)`` of the line ``measured ≈ scale · Σunits + overhead`` over calibration archs, with
+    ``overhead_ms >= 0``.
 
     Theil–Sen estimator (Sen 1968): the slope is the median of the pairwise slopes and the intercept
     the median of ``measured − slope · Σunits`` — robust to the odd measurement a busy machine spoils,
-    where least squares is not. With fewer than 3 points, equal sums or a non-positive slope it falls
-    back to ``scale = 1`` and the median residual (a pure per-call overhead), which needs one point.
+    where least squares is not. The overhead is a fixed per-call cost (dispatch of the enclosing modules), so it
+    cannot be negative; a negative intercept comes from noise or a slope extrapolated far beyond the calibration
+    sums, and then the constrained fit's optimum lies on ``overhead = 0``: the robust slope through the origin,
+    the median of ``measured / Σunits``. With fewer than 3 points, equal sums or a non-positive slope it falls
+    back to ``scale = 1`` and the median residual (a pure per-call overhead; the origin line again if that is
+    negative), which needs one point.
     """
     u, m = np.asarray(units_ms, dtype=float), np.asarray(measured_ms, dtype=float)
     if u.shape != m.shape or u.ndim != 1 or u.size == 0:
         raise ValueError(f"fit_overhead: need equally many (>= 1) sums and measurements, got {u.size} and {m.size}")
+    if not (u > 0).all():
+        raise ValueError("fit_overhead: every sum of units must be > 0")
     i, j = np.triu_indices(u.size, k=1)
     keep = u[j] != u[i]
+    scale, overhead = 1.0, float(np.median(m - u))
     if u.size >= 3 and keep.any():
-        scale = float(np.median((m[j] - m[i])[keep] / (u[j] - u[i])[keep]))
-        if scale > 0:
-            return scale, float(np.median(m - scale * u))
-    return 1.0, float(np.median(m - u))
+        slope = float(np.median((m[j] - m[i])[keep] / (u[j] - u[i])[keep]))
+        if slope > 0:
+            scale, overhead = slope, float(np.median(m - slope * u))
+    if overhead < 0:
+        return float(np.median(m / u)), 0.0
+    return scale, overhead
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

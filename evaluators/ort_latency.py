@@ -5,11 +5,11 @@ The built model is exported in memory (:func:`space.onnx_export.export_model`: e
 (:func:`.onnx_runtime.ort_session`: ``ORT_ENABLE_ALL`` graph optimisation, which is ONNX Runtime's default level,
 sequential executor, ``threads`` intra-op threads and one inter-op thread). The protocol and statistics are the
 torch path's (:func:`.latency.measure_latency`): the same seeded input, ``warmup`` untimed runs, ``repeats`` runs
-each timed with ``time.perf_counter`` around one ``Run`` (:func:`.latency_timing.time_calls`), and its median, quartiles
-and spread (:func:`.latency_timing.latency_stats`). ``Run`` returns when the outputs are ready; on ``ort-cuda`` the
-input is placed on the GPU and the output bound there (IO binding), so no host copy is timed — as the torch
-CUDA path times a model whose input is already on the device — and ONNX Runtime synchronises its CUDA stream
-before ``Run`` returns.
+each timed with ``time.perf_counter`` around one ``Run`` (:func:`.latency_timing.time_passes`), and the shared
+estimator and spread (:func:`.latency_timing.rounds_stats`). ``Run`` returns when the outputs are ready; on
+``ort-cuda`` the input is placed on the GPU and the output bound there (IO binding), so no host copy is timed —
+as the torch CUDA path times a model whose input is already on the device — and ONNX Runtime synchronises its
+CUDA stream before ``Run`` returns.
 """
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ import torch
 import torch.nn as nn
 
 from space.onnx_export import INPUT_NAME, OUTPUT_NAME, export_model
-from train.checks import check_positive_int
 
-from .latency_timing import check_shape, latency_stats, time_calls
+from .latency_timing import check_shape
 from .onnx_runtime import ORT_DEVICES, ort_session
 
 
@@ -51,16 +50,16 @@ class OrtRunner:
 
 
 def measure_ort_latency(model: nn.Module | bytes, *, input_shape: tuple, device: str = "ort-cpu", warmup: int = 10,
-                        repeats: int = 30, threads: int | None = 1, what: str = "model") -> dict[str, Any]:
+                        repeats: int = 30, threads: int | None = 1, rounds: int = 1,
+                        what: str = "model") -> dict[str, Any]:
     """Latency statistics (ms) of ``model`` (a module, exported here, or an already serialized ONNX model) run
-    by ONNX Runtime on ``device``; the same keys as :func:`.latency.measure_latency`.
+    by ONNX Runtime on ``device``; the estimator and keys of :func:`.latency.measure_latency`.
 
     A module that cannot be exported raises :class:`space.onnx_export.OnnxExportError` naming ``what``.
     """
+    from .latency import measure_latency
+
     shape = check_shape(input_shape)
-    check_positive_int(warmup, "latency.warmup", minimum=0)
-    check_positive_int(repeats, "latency.repeats")
     data = model if isinstance(model, bytes) else export_model(model, input_shape=shape, what=what)
-    runner = OrtRunner(data, input_shape=shape, device=device, threads=threads)
-    times = time_calls(runner, warmup=warmup, repeats=repeats)
-    return {**latency_stats(times), "repeats": repeats, "device": device.strip().lower(), "batch": shape[0]}
+    return measure_latency(data, input_shape=shape, device=device, warmup=warmup, repeats=repeats, threads=threads,
+                           rounds=rounds)

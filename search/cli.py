@@ -1,4 +1,4 @@
-"""The ``nas`` command: search, export, show, onnx, retrain, prune, latency-table, report, compare,
+"""The ``nas`` command: search, export, show, onnx, retrain, prune, latency, latency-table, report, compare,
 bench-space.
 
 A bad config, YAML, option or input file prints one line ``nas: error: FIELD: PROBLEM`` and exits 2, before
@@ -165,8 +165,30 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     return latency_table_command(cfg, out_path=args.out, table_path=args.table, validate_only=args.validate,
                                  device=args.device, batch=args.batch, input_size=args.input_size, threads=threads,
                                  warmup=args.warmup, repeats=args.repeats, rounds=args.rounds, n=args.n,
-                                 calibrate_n=args.calibrate,
+                                 calibrate_n=args.calibrate, truth_repeats=args.truth_repeats,
                                  seed=args.seed, out=lambda s: print(s, flush=True))
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    """One architecture's latency, measured as a search measures it (search/latency_command.py)."""
+    from space import load_arch
+
+    from .latency_command import latency_command
+
+    if args.threads < 0:
+        raise UsageError(f"--threads: must be >= 0 (0: leave torch's count), got {args.threads}")
+    arch = load_arch(args.arch)
+    if args.input_size:
+        arch = arch.replace(input_size=args.input_size)
+    try:
+        return latency_command(arch, as_json=args.json, device=args.device, batch=args.batch,
+                               threads=None if args.threads == 0 else args.threads, protocol=args.protocol,
+                               num_classes=args.num_classes, in_chans=args.in_chans, recalibrate=args.recalibrate,
+                               max_seconds=args.max_seconds, out=lambda s: print(s, flush=True))
+    except ValueError as exc:
+        if str(exc).startswith(("--", "latency.")):
+            raise UsageError(str(exc).splitlines()[0]) from None
+        raise
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -250,14 +272,36 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--warmup", type=int, default=10, help="untimed passes per unit (default 10)")
     lt.add_argument("--repeats", type=positive_int, default=50, help="timed passes per unit (default 50)")
     lt.add_argument("--rounds", type=positive_int, default=3,
-                    help="rounds of --repeats; the smallest median counts (default 3; 1: plain median)")
+                    help="rounds of --repeats; the median of the round medians counts (default 3)")
     lt.add_argument("--calibrate", type=int, default=8,
                     help="random architectures measured end to end to fit scale and overhead (default 8; 0: off)")
     lt.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default 0)")
     lt.add_argument("--validate", action="store_true", help="validate --table instead of building one")
     lt.add_argument("--table", default=None, help="the table to validate")
     lt.add_argument("--n", type=positive_int, default=20, help="architectures to validate on (default 20)")
+    lt.add_argument("--truth-repeats", type=positive_int, default=3,
+                    help="--validate: end-to-end measurements per architecture; their median is the ground truth and "
+                         "their spread the noise floor (default 3)")
     lt.set_defaults(func=cmd_latency_table)
+
+    la = sub.add_parser("latency", help="measure one architecture's latency as a search does (interleaved with a "
+                                        "reference network)")
+    la.add_argument("arch", help="a YAML path or a preset name (wrn-16-1, ...)")
+    la.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, ort-cpu or ort-cuda (default cpu)")
+    la.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
+    la.add_argument("--input-size", type=positive_int, default=None, help="default: the architecture's")
+    la.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1; 0: leave torch's)")
+    la.add_argument("--protocol", default="interleaved",
+                    help="interleaved (ratio to wrn-16-1 × its stored latency; default) or plain")
+    la.add_argument("--num-classes", type=positive_int, default=10)
+    la.add_argument("--in-chans", type=positive_int, default=3)
+    la.add_argument("--max-seconds", type=float, default=None,
+                    help="interleaved: time cap of the rounds (default: latency.max_seconds, 10)")
+    la.add_argument("--recalibrate", action="store_true",
+                    help="measure the reference's latency afresh and store it (default: reuse the stored one)")
+    la.add_argument("--json", action="store_true", help="one JSON object: latency_ms, ci_ms, repeats, protocol, "
+                                                        "reference_ms, ratio, ...")
+    la.set_defaults(func=cmd_latency)
 
     rp = sub.add_parser("report", help="self-contained HTML report (+ PNGs) of a run, from its storage")
     rp.add_argument("run_dir")

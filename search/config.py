@@ -90,7 +90,11 @@ class LatencyConfig(_Model):
     it from a per-unit ``table`` (``nas latency-table``; cheap, so ``constraints.max_latency_ms`` may use
     it; every trial process reads it, so on a cluster it must be at the same path on every node, like the
     data). ``isolate``: measurements hold a machine-wide gate that pauses gated training meanwhile
-    (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: ``/tmp/nas-<uid>``, mode 0700)."""
+    (evaluators/latency_gate.py); ``lock_dir``: where its lock files live (default: ``/tmp/nas-<uid>``, mode 0700).
+    ``protocol``: ``plain`` (``warmup`` + ``repeats`` passes, median of those not preempted) or ``interleaved``
+    (alternating rounds with the ``wrn-16-1`` reference until the ratio's 95% interval is within ``ci`` of it or
+    ``max_seconds`` passed; latency = ratio × the reference's latency, calibrated once with ``warmup``/``repeats``
+    and stored in the run folder and in ``lock_dir``; evaluators/latency_protocol.py)."""
 
     device: str = "cpu"
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
@@ -101,6 +105,9 @@ class LatencyConfig(_Model):
     table: str | None = None
     isolate: bool = True
     lock_dir: str | None = None
+    protocol: Literal["plain", "interleaved"] = "plain"
+    ci: float = Field(0.02, gt=0.0, lt=1.0)
+    max_seconds: float = Field(10.0, gt=0.0)
 
     @field_validator("device")
     @classmethod

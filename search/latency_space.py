@@ -186,29 +186,41 @@ def calibrate(table: Any, archs: list[Arch], *, context: Callable = contextlib.n
         f"{table.overhead_ms:.4f} ms (median measured/Σ units {ratio})")
 
 
-def validate(table: Any, archs: list[Arch], *, context: Callable = contextlib.nullcontext,
+def validate(table: Any, archs: list[Arch], *, repeats: int = 3, context: Callable = contextlib.nullcontext,
              out: Out = print) -> dict[str, float]:
-    """Predict and measure ``archs``; print one row each and the summary; return the summary."""
+    """Predict ``archs`` and compare with a repeated-median ground truth; print one row each and the summary.
+
+    Each architecture is measured ``repeats`` times (the whole list once per repeat, so an architecture's repeats
+    are minutes apart) and its ground truth is the median. The truth's own repeatability is the noise floor the
+    predictor is judged against: the CV over each architecture's repeats (median and max over architectures) and
+    the share of single measurements within ±10% of their own median (what the predictor could at best reach
+    measured against one measurement)."""
     from evaluators.latency_table import LatencyPredictor, spearman
 
     predictor = LatencyPredictor(table, context=context)
-    out(f"{'arch_id':<14}{'units':>6}{'Σ units':>10}{'predicted':>11}{'measured':>10}{'error':>9}")
-    pred, meas = [], []
-    for arch in archs:
+    pred = [predictor.predict(arch) for arch in archs]
+    runs = [[measure_arch(arch, table, context=context) for arch in archs] for _ in range(repeats)]
+    per_arch = [[run[i] for run in runs] for i in range(len(archs))]
+    meas = [statistics.median(v) for v in per_arch]
+    out(f"{'arch_id':<14}{'units':>6}{'Σ units':>10}{'predicted':>11}{'measured':>10}{'error':>9}{'truth CV':>10}")
+    cvs = [100 * statistics.pstdev(v) / statistics.fmean(v) for v in per_arch]
+    for arch, p, m, cv in zip(archs, pred, meas, cvs):
         rows = predictor.breakdown(arch)
-        p = predictor.predict(arch)
-        m = measure_arch(arch, table, context=context)
-        pred.append(p)
-        meas.append(m)
         out(f"{arch.arch_id:<14}{len(rows):>6}{sum(ms for _, ms in rows):>10.4f}{p:>11.4f}{m:>10.4f}"
-            f"{100 * (p - m) / m:>8.1f}%")
+            f"{100 * (p - m) / m:>8.1f}%{cv:>9.1f}%")
     errors = [abs(p - m) / m for p, m in zip(pred, meas)]
     within = sum(e <= 0.10 for e in errors)
+    singles = [abs(x - m) / m <= 0.10 for v, m in zip(per_arch, meas) for x in v]
     rho = spearman(pred, meas) if len(archs) >= 2 else float("nan")
     summary = {"n": float(len(archs)), "within_10pct": within / len(archs), "spearman": rho,
-               "mean_abs_error_pct": 100 * statistics.fmean(errors), "max_abs_error_pct": 100 * max(errors)}
+               "mean_abs_error_pct": 100 * statistics.fmean(errors), "max_abs_error_pct": 100 * max(errors),
+               "truth_repeats": float(repeats), "noise_cv_median_pct": statistics.median(cvs),
+               "noise_cv_max_pct": max(cvs), "truth_within_10pct": sum(singles) / len(singles)}
     out(f"within ±10%: {within}/{len(archs)} ({100 * summary['within_10pct']:.0f}%)   Spearman ρ = {rho:.3f}   "
         f"mean |error| {summary['mean_abs_error_pct']:.1f}%   max |error| {summary['max_abs_error_pct']:.1f}%")
+    out(f"noise floor: ground truth = median of {repeats} measurement(s) per architecture; their CV median "
+        f"{summary['noise_cv_median_pct']:.1f}% (max {summary['noise_cv_max_pct']:.1f}%); a single measurement is "
+        f"within ±10% of its own median {100 * summary['truth_within_10pct']:.0f}% of the time")
     if predictor.measured:
         out(f"({len(predictor.measured)} unit(s) were missing from the table and measured on the fly)")
     return summary
@@ -217,7 +229,7 @@ def validate(table: Any, archs: list[Arch], *, context: Callable = contextlib.nu
 def latency_table_command(cfg: Config, *, out_path: str | None, table_path: str | None, validate_only: bool,
                           device: str | None, batch: int, input_size: int | None, threads: int | None,
                           warmup: int, repeats: int, rounds: int, n: int, calibrate_n: int, seed: int,
-                          out: Out = print) -> int:
+                          truth_repeats: int = 3, out: Out = print) -> int:
     """What ``nas latency-table`` does (see ``nas latency-table --help``)."""
     from evaluators.latency import check_latency_device
     from evaluators.latency_gate import MeasureGate
@@ -237,10 +249,10 @@ def latency_table_command(cfg: Config, *, out_path: str | None, table_path: str 
         out(f"validating {table_path} ({table.device}, batch {table.batch}, {len(table.entries)} units, "
             f"scale {table.scale:.4f}, overhead {table.overhead_ms:.4f} ms) on {len(archs)} random architectures "
             f"of {problem.in_chans}×{problem.input_size}×{problem.input_size} inputs (seed {seed})")
-        validate(table, archs, context=context, out=out)
+        validate(table, archs, repeats=truth_repeats, context=context, out=out)
         return 0
     out(f"latency table for {space.describe()} on {dev}, batch {batch}, {problem.in_chans}×{problem.input_size}²"
-        f" inputs, {threads} thread(s), warm-up {warmup}, best of {rounds} × median of {repeats} repeats"
+        f" inputs, {threads} thread(s), warm-up {warmup}, median of {rounds} rounds × median of {repeats} repeats"
         + ("; measurements gated (no gated training runs meanwhile)" if gate is not None else ""))
     table = build_space_table(space, problem, device=dev, batch=batch, threads=threads, warmup=warmup,
                               repeats=repeats, rounds=rounds, context=context, out=out)

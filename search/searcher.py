@@ -26,10 +26,12 @@ from evaluators import list_metrics
 
 from .schedulers import is_intermediate
 
-RUN_ATTRS = ("eval_seconds", "batch_size", "oom_retries", "node", "threads", "latency_device")
+RUN_ATTRS = ("eval_seconds", "batch_size", "oom_retries", "node", "threads", "latency_device", "latency_protocol",
+             "latency_ratio", "latency_reference_ms", "latency_ci_ms")
 """Recorded besides the metrics: how long the pre-training evaluators took, the batch actually trained
-(after an out-of-memory retry), where it ran and with how many threads, and the device ``latency_ms`` was
-measured on (``cpu``, ``ort-cpu``, ...)."""
+(after an out-of-memory retry), where it ran and with how many threads, the device ``latency_ms`` was
+measured on (``cpu``, ``ort-cpu``, ...) and how (``plain``/``interleaved``; interleaved: the ratio to the
+reference network, the reference's calibrated latency and the half-width of the 95% interval, in ms)."""
 
 
 def recorded() -> list[str]:

@@ -219,6 +219,16 @@ def test_fit_overhead_recovers_line_and_resists_outlier():
     scale, overhead = fit_overhead(u, spoiled)
     assert scale == pytest.approx(1.2, rel=0.05) and overhead == pytest.approx(0.05, abs=0.03)
     assert fit_overhead([0.4], [0.45]) == (1.0, pytest.approx(0.05))  # one point: a pure overhead
+
+
+def test_fit_overhead_is_never_negative():
+    u = np.array([1.0, 1.2, 1.5, 1.9, 2.4])
+    m = 1.5 * u - 0.3  # a line whose intercept is negative (what a noisy calibration produced)
+    scale, overhead = fit_overhead(u, m)
+    assert overhead == 0.0 and scale == pytest.approx(float(np.median(m / u)))  # the robust slope through 0
+    assert fit_overhead([0.4], [0.3]) == (pytest.approx(0.75), 0.0)  # one point: through the origin
+    with pytest.raises(ValueError, match="every sum of units must be > 0"):
+        fit_overhead([0.0, 1.0], [0.1, 1.1])
     with pytest.raises(ValueError, match="fit_overhead"):
         fit_overhead([], [])
 

@@ -107,3 +107,20 @@ def test_torch_devices_still_accepted_and_ort_cuda_needs_its_provider():
         LatencyEvaluator(num_classes=10, in_chans=1, device="ort-cuda")
     assert str(info.value).startswith("latency.device: ort-cuda needs CUDAExecutionProvider") and \
         "\n" not in str(info.value)
+
+
+def test_interleaved_on_onnx_runtime_times_an_exported_reference(tmp_path):
+    from evaluators.latency_cache import LatencyCache
+    from evaluators.latency_protocol import ReferenceLatency
+
+    cache = LatencyCache(tmp_path / "c.sqlite")
+    ev = LatencyEvaluator(num_classes=10, in_chans=1, device="ort-cpu", warmup=1, repeats=3, protocol="interleaved",
+                          max_seconds=1, references=ReferenceLatency([cache]))
+    small, big = space.wrn(10, 1, input_size=16), space.wrn(16, 4, input_size=16)
+    data = ev.prepare(small)
+    assert isinstance(data, bytes) and isinstance(ev._refs[16], bytes)  # the reference is exported too
+    a = ev.measure(data, input_size=16)
+    b = ev.measure(ev.prepare(big), input_size=16)
+    assert a["latency_reference_ms"] == b["latency_reference_ms"] == \
+        cache.get_reference(ev.reference_key(batch=1, input_size=16))  # calibrated once, on ONNX Runtime
+    assert b["latency_ratio"] > 3 * a["latency_ratio"] > 0  # ~60× the MACs

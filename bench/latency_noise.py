@@ -1,0 +1,153 @@
+"""How repeatable is a latency number on this machine? Three protocols side by side, then the predictor's validation.
+
+    .venv/bin/python bench/latency_noise.py [--arch wrn-16-1] [--repeats 8] [--minutes 5] [--skip-table] [--quick]
+                                            [--json out.json]
+
+``--repeats`` times, spread evenly over ``--minutes``, the architecture (batch 1, 3×32×32, 10 classes, 1 thread)
+is measured with
+
+- **old**: the protocol before the shared estimator: 3 warm-up passes, 10 timed passes, the median of all of them
+  (preempted ones included);
+- **plain**: ``latency.protocol: plain`` as a search runs it (``warmup`` 5, ``repeats`` 20, the median of the
+  passes the OS did not preempt, :func:`evaluators.measure_latency`);
+- **interleaved**: ``latency.protocol: interleaved`` (:mod:`evaluators.latency_protocol`): alternating rounds with
+  the ``wrn-16-1`` reference, latency = ratio × the reference's latency calibrated once at the start.
+
+Printed: one row per repeat and, per protocol, the CV over repeats and max/min. Then (unless ``--skip-table``)
+``nas latency-table`` on a small space at 3×32×32 (built, calibrated on 8 architectures, validated on 20 against
+the median of 3 measurements each): the share within ±10%, Spearman ρ and the ground truth's noise floor.
+``--quick``: 3 repeats, no waiting, interleaving capped at 2 s, a 3-architecture validation of a smaller space
+(for the test).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPACE = {"strides": [1, 2, 2], "base_widths": [16, 32, 64], "width_mult": [0.5, 1.0], "depth": [1, 2],
+         "per_stage": ["depth"]}
+
+
+def old_protocol(model: Any, shape: tuple[int, ...]) -> float:
+    """3 warm-up passes, 10 timed with ``perf_counter``, median of all (what ``latency_ms`` was before)."""
+    import torch
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for _ in range(3):
+                model(x)
+            times = []
+            for _ in range(10):
+                start = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - start) * 1e3)
+    finally:
+        torch.set_num_threads(prev)
+    return statistics.median(times)
+
+
+def cv(values: Sequence[float]) -> float:
+    """Coefficient of variation (%, population SD over mean)."""
+    return 100 * statistics.pstdev(values) / statistics.fmean(values)
+
+
+def repeatability(arch_name: str, *, repeats: int, minutes: float, max_seconds: float | None = None,
+                  out: Any = print) -> dict[str, Any]:
+    """The three protocols ``repeats`` times, spread over ``minutes``; rows and CV/max-min per protocol."""
+    import torch
+
+    from evaluators import LatencyEvaluator, measure_latency
+    from search.config import LatencyConfig
+    from space import build_model, load_arch
+
+    lat = LatencyConfig()
+    arch = load_arch(arch_name)
+    shape = (1, 3, arch.input_size, arch.input_size)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(arch, num_classes=10, in_chans=3)
+    ev = LatencyEvaluator(num_classes=10, in_chans=3, warmup=lat.warmup, repeats=lat.repeats, threads=1,
+                          protocol="interleaved", ci=lat.ci, max_seconds=max_seconds or lat.max_seconds)
+    prepared = ev.prepare(arch)
+    out(f"{arch_name} ({arch.arch_id}), batch 1, 3×{arch.input_size}×{arch.input_size}, 1 thread; {repeats} repeats "
+        f"over {minutes:g} min")
+    out(f"{'#':>3}{'t min':>7}{'old ms':>9}{'plain ms':>10}{'interl. ms':>12}{'ratio':>8}{'±CI ms':>8}{'rounds':>8}")
+    rows: list[dict[str, float]] = []
+    start = time.monotonic()
+    for i in range(repeats):
+        wait = start + 60 * minutes * i / max(repeats - 1, 1) - time.monotonic()
+        if wait > 0 and i:
+            time.sleep(wait)
+        old = old_protocol(model, shape)
+        plain = measure_latency(model, input_shape=shape, warmup=lat.warmup, repeats=lat.repeats,
+                                threads=1)["median_ms"]
+        inter = ev.measure(prepared, input_size=arch.input_size)
+        row = {"t_min": (time.monotonic() - start) / 60, "old_ms": old, "plain_ms": plain,
+               "interleaved_ms": inter["latency_ms"], "ratio": inter["latency_ratio"], "ci_ms": inter["latency_ci_ms"],
+               "rounds": inter["latency_rounds"], "reference_ms": inter["latency_reference_ms"]}
+        rows.append(row)
+        out(f"{i + 1:>3}{row['t_min']:>7.2f}{old:>9.3f}{plain:>10.3f}{row['interleaved_ms']:>12.3f}"
+            f"{row['ratio']:>8.4f}{row['ci_ms']:>8.3f}{int(row['rounds']):>8}")
+    summary = {}
+    for key in ("old_ms", "plain_ms", "interleaved_ms"):
+        values = [r[key] for r in rows]
+        summary[key] = {"cv_pct": cv(values), "max_over_min": max(values) / min(values)}
+    out("CV over repeats (max/min): " + "   ".join(
+        f"{k.removesuffix('_ms')} {v['cv_pct']:.1f}% ({v['max_over_min']:.2f})" for k, v in summary.items())
+        + f"   [interleaved = ratio × reference {rows[0]['reference_ms']:.3f} ms, calibrated once]")
+    return {"rows": rows, "summary": summary}
+
+
+def table_validation(*, quick: bool, out: Any = print) -> dict[str, float]:
+    """Build, calibrate and validate a per-unit table for :data:`SPACE` at 3×32×32 on the CPU."""
+    from search.config import parse_config
+    from search.latency_space import Problem, build_space_table, calibrate, sample_archs, validate
+    from search.space_def import SearchSpace
+
+    small = {**SPACE, "depth": [1], "per_stage": ["width_mult"]}
+    space = SearchSpace(parse_config({"space": small if quick else SPACE}).space, input_size=32)
+    problem = Problem(3, 10, 32)
+    warmup, repeats = (2, 5) if quick else (5, 20)
+    out(f"\nlatency table: {space.describe()}, 3×32×32, cpu, 1 thread, warm-up {warmup}, 3 rounds × {repeats}")
+    table = build_space_table(space, problem, device="cpu", batch=1, threads=1, warmup=warmup, repeats=repeats,
+                              out=out)
+    calibrate(table, sample_archs(space, 2 if quick else 8, seed=1_000_003), out=out)
+    return validate(table, sample_archs(space, 3 if quick else 20, seed=0), repeats=3, out=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="wrn-16-1", help="a preset or YAML file (default wrn-16-1)")
+    p.add_argument("--repeats", type=int, default=8, help="measurements per protocol (default 8)")
+    p.add_argument("--minutes", type=float, default=5.0, help="spread the repeats over this long (default 5)")
+    p.add_argument("--skip-table", action="store_true", help="skip the predictor's validation")
+    p.add_argument("--quick", action="store_true", help="3 repeats, no waiting, a small validation (for the test)")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    if args.repeats < 2 or args.minutes < 0:
+        p.error("--repeats must be >= 2 and --minutes >= 0")
+    repeats, minutes, cap = (3, 0.0, 2.0) if args.quick else (args.repeats, args.minutes, None)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    result: dict[str, Any] = {"repeatability": repeatability(args.arch, repeats=repeats, minutes=minutes,
+                                                                   max_seconds=cap)}
+    if not args.skip_table:
+        result["validation"] = table_validation(quick=args.quick)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The interleaved latency protocol: a candidate timed in alternating rounds with a fixed reference network.
+
+On a shared machine the absolute speed drifts (frequency, the other hyperthread, foreign load) on a scale of
+seconds to minutes, far more than passes within a round differ; both networks of a round see the same machine,
+so the ratio of their round medians cancels most of that drift. Rounds alternate the order (AB, BA, AB, ...)
+so a trend within a round favours neither. Rounds continue until the distribution-free confidence interval of
+the median ratio (:func:`median_ci`) is within ``ci`` of it, at least ``min_rounds`` and at most ``max_rounds``
+rounds or ``max_seconds``. The reported latency is ``ratio × reference_ms``, the reference's own latency
+calibrated once (the plain estimator over :data:`REFERENCE_ROUNDS` rounds) and stored (:class:`ReferenceLatency`),
+so numbers measured at different moments against the same stored reference are comparable.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from space import Arch, wrn
+
+from . import latency_timing
+from .latency_cache import LatencyCache
+from .latency_timing import Rounds, round_estimate
+
+PROTOCOLS = ("plain", "interleaved")
+REFERENCE = "wrn-16-1"
+"""The reference network: the ``wrn-16-1`` preset at the candidate's input size, batch, device and threads."""
+REFERENCE_ROUNDS = 7
+ROUND_WARMUP, ROUND_REPEATS, MIN_ROUNDS, MAX_ROUNDS = 1, 5, 6, 60
+CONFIDENCE = 0.95
+
+
+def check_protocol(protocol: Any, *, field: str = "latency.protocol") -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"{field}: must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    return protocol
+
+
+def reference_arch(input_size: int) -> Arch:
+    """The reference network at ``input_size``."""
+    return wrn(16, 1, input_size=input_size)
+
+
+def median_ci(values: Sequence[float], *, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Distribution-free interval for the median: order statistics ``x(j) .. x(n+1-j)`` with the largest ``j``
+    whose coverage ``1 − 2·P(Binomial(n, ½) < j)`` is at least ``confidence`` (``j = 1``, the range, when none
+    reaches it)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    n = x.size
+    if n == 0:
+        raise ValueError("median_ci: no values")
+    j, below = 1, 0.0  # below: P(Binomial(n, 1/2) <= j - 1)
+    while j < (n + 1) // 2:
+        below += math.comb(n, j - 1) / 2 ** n
+        if 1 - 2 * (below + math.comb(n, j) / 2 ** n) < confidence:
+            break
+        j += 1
+    return float(x[j - 1]), float(x[n - j])
+
+
+def interleave(candidate: Rounds, reference: Rounds, *, ci: float = 0.02, max_seconds: float = 10.0,
+               min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS, warmup: int = ROUND_WARMUP,
+               repeats: int = ROUND_REPEATS) -> dict[str, float]:
+    """Alternate rounds of ``candidate`` and ``reference`` (see the module docstring).
+
+    Returns ``ratio`` (median of the round ratios), ``ratio_lo``/``ratio_hi`` (its interval), ``rounds``,
+    ``seconds`` and the medians of each side's round medians (``candidate_ms``, ``reference_ms``: this moment's
+    absolute numbers, for reference only)."""
+    clock = latency_timing.CLOCK
+    start = clock.now()
+    ratios: list[float] = []
+    a_ms: list[float] = []
+    b_ms: list[float] = []
+    while len(ratios) < max_rounds:
+        if len(ratios) % 2:
+            b = round_estimate(reference(warmup, repeats))
+            a = round_estimate(candidate(warmup, repeats))
+        else:
+            a = round_estimate(candidate(warmup, repeats))
+            b = round_estimate(reference(warmup, repeats))
+        a_ms.append(a)
+        b_ms.append(b)
+        ratios.append(a / b)
+        if len(ratios) >= min_rounds:
+            lo, hi = median_ci(ratios)
+            if (hi - lo) / 2 <= ci * float(np.median(ratios)) or clock.now() - start >= max_seconds:
+                break
+    lo, hi = median_ci(ratios)
+    return {"ratio": float(np.median(ratios)), "ratio_lo": lo, "ratio_hi": hi, "rounds": len(ratios),
+            "seconds": clock.now() - start, "candidate_ms": float(np.median(a_ms)),
+            "reference_ms": float(np.median(b_ms))}
+
+
+class ReferenceLatency:
+    """The reference's calibrated latency (ms) per setting: looked up in ``stores`` in order (e.g. a run's cache,
+    then the machine's file), else calibrated once; then written to every store that lacked it, so a run, its
+    resumes and its trial processes all scale by the same number. Call it holding the measurement gate."""
+
+    def __init__(self, stores: Sequence[LatencyCache] = (), *, recalibrate: bool = False) -> None:
+        self.stores = list(stores)
+        self.recalibrate = recalibrate  # calibrate afresh (once) and overwrite what the stores hold
+        self._memo: dict[str, float] = {}
+
+    def get(self, key: str, calibrate: Callable[[], float]) -> float:
+        if key not in self._memo:
+            found, missing = None, []
+            for store in self.stores:
+                found = None if self.recalibrate else store.get_reference(key)
+                if found is not None:
+                    break
+                missing.append(store)
+            if found is None:
+                found = float(calibrate())
+            for store in missing:
+                store.put_reference(key, found)
+            self._memo[key] = found
+        return self._memo[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_memo": {}}

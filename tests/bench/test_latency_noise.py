@@ -1,0 +1,34 @@
+"""bench/latency_noise.py --quick end to end: three protocols side by side (the CVs recomputed from the rows,
+the interleaved number = ratio × the reference calibrated once) and the table validation with its noise floor."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("latency_noise_bench", ROOT / "bench" / "latency_noise.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "noise.json"
+    assert bench.main(["--quick", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    rows, summary = result["repeatability"]["rows"], result["repeatability"]["summary"]
+    assert len(rows) == 3 and len({r["reference_ms"] for r in rows}) == 1  # one calibration for all repeats
+    for key in ("old_ms", "plain_ms", "interleaved_ms"):
+        values = np.array([r[key] for r in rows])
+        assert summary[key]["cv_pct"] == pytest.approx(100 * values.std() / values.mean())
+        assert summary[key]["max_over_min"] == pytest.approx(values.max() / values.min())
+    for r in rows:
+        assert r["interleaved_ms"] == pytest.approx(r["ratio"] * r["reference_ms"])
+        assert 0.5 < r["ratio"] < 2  # wrn-16-1 against its own architecture
+    v = result["validation"]
+    assert v["n"] == 3 and v["truth_repeats"] == 3 and 0 <= v["within_10pct"] <= 1 and v["noise_cv_median_pct"] >= 0
+    assert "CV over repeats (max/min): old" in text and "noise floor: ground truth = median of 3" in text
