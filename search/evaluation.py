@@ -1,5 +1,5 @@
 """What one trial computes: the evaluators its metrics need, cheap ones first (hard constraints checked
-after each, before any training), then measured ones, then proxy accuracy with a report per epoch.
+after the last of them, before any training), then measured ones, then proxy accuracy with a report per epoch.
 
 The metrics a config needs (:attr:`~search.config.Config.needed_metrics`: objectives, given
 ``constraints`` and ``select`` limits, the select rule's tie-break) name their evaluators in the metric
@@ -34,7 +34,12 @@ _DATA_CACHE: dict[tuple, Any] = {}
 
 
 class ConstraintViolation(ValueError):
-    """The architecture exceeds a hard limit of the config's ``constraints``."""
+    """The architecture exceeds a hard limit of the config's ``constraints``; ``metrics``: what the cheap
+    evaluators measured (every limited metric among them)."""
+
+    def __init__(self, message: str, *, metrics: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
 
 
 def load_data(cfg: Config) -> Any:
@@ -89,7 +94,7 @@ class ArchEvaluation:
             v = metrics.get(metric.name)
             if v is not None and not metric.within(v, bound):
                 sign = ">" if metric.direction == "min" else "<"
-                raise ConstraintViolation(f"constraints.{key}: {v:.4g} {sign} {bound:.4g}")
+                raise ConstraintViolation(f"constraints.{key}: {v:.4g} {sign} {bound:.4g}", metrics=metrics)
 
     def __call__(self, arch: Arch, report: Report | None = None) -> dict[str, Any]:
         if self.threads:
@@ -100,9 +105,9 @@ class ArchEvaluation:
         before = sorted((ev for name, ev in built.items() if name != self.trainer), key=lambda ev: not ev.cheap)
         t0 = time.perf_counter()
         metrics: dict[str, Any] = {"arch_id": arch.arch_id}
-        for ev in before:  # cheap ones first; measured latency once per arch, alone on the device
+        for k, ev in enumerate(before):  # cheap ones first; measured latency once per arch, alone on the device
             metrics.update(ev.evaluate(arch))
-            if ev.cheap:
+            if ev.cheap and (k + 1 == len(before) or not before[k + 1].cheap):  # after the last cheap one
                 self._check_constraints(metrics)
         metrics["eval_seconds"] = time.perf_counter() - t0
         inject = cfg.faults.inject

@@ -130,11 +130,14 @@ def _free_cached_memory() -> None:
 
 
 def fault_summary(trials: Iterable[Any]) -> dict[str, Any]:
-    """Counts for ``summary.json``: FAIL trials by :func:`fault_kind`, and trials an OOM retry rescued."""
+    """Counts for ``summary.json``: FAIL trials by :func:`fault_kind`, and trials an OOM retry rescued; a
+    re-proposed architecture answered from another trial (``cached_from``) is not counted again."""
     failed: Counter[str] = Counter()
     retried = 0
     for t in trials:
         attrs = t.user_attrs
+        if "cached_from" in attrs:
+            continue
         if t.state.name == "FAIL":
             failed[fault_kind(str(attrs.get("fail_reason", "")))] += 1
         elif attrs.get("oom_retries"):

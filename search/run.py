@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -13,6 +12,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,10 +27,11 @@ from .config import Config, dump_config
 from .errors import ConfigError
 from .faults import fault_kind
 from .lease import LEASE_ATTR, StudyLease, abandoned_trials, record_trial_heartbeat, storage_handle
+from .limits import given_limits
 from .resume import fingerprint, fingerprint_change, read_record, resume_storage, write_record
 from .samplers import make_sampler
 from .schedulers import is_intermediate, make_scheduler
-from .searcher import NasOptunaSearch, epoch_arrivals
+from .searcher import Limit, NasOptunaSearch, epoch_arrivals
 from .space_def import InvalidSample, SearchSpace
 from .storage import make_storage
 
@@ -76,24 +77,27 @@ def _close_as_interrupted(study: optuna.Study, t: optuna.trial.FrozenTrial) -> N
 
 
 def budget_used(study: optuna.Study) -> int:
-    """Finished trials that count against ``search.n_trials``: all but those a killed driver left unfinished."""
-    return sum(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False, states=FINISHED))
+    """Finished trials that count against ``search.n_trials``: all but those a killed driver left unfinished and
+    the re-proposed architectures answered from another trial (``cached_from``; search/searcher.py)."""
+    return sum(not t.user_attrs.get("interrupted") and "cached_from" not in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def _trainable(config: dict[str, Any], evaluate: Callable) -> None:
     """Ray Tune function trainable: rebuild the arch, evaluate it, report every epoch."""
     from ray import tune
 
+    from .evaluation import ConstraintViolation
+
     if "invalid" in config:
         tune.report({"trial_error": f"InvalidSample: {config['invalid']}"})
-        return
-    if "cached" in config:  # same architecture already evaluated under this config
-        tune.report({**json.loads(config["cached"]), "cached": True, "done": True})
         return
     try:
         arch = from_yaml(config["arch_yaml"])
         final = evaluate(arch, lambda m: tune.report({**m, "done": False}))
         tune.report({**final, **_where(), "done": True})
+    except ConstraintViolation as exc:  # told PRUNED with its constraint values (search/searcher.py)
+        tune.report({**exc.metrics, "over_limit": str(exc), "done": True})
     except Exception as exc:  # recorded with its reason; the search goes on
         tune.report({"trial_error": f"{type(exc).__name__}: {exc}"[:1000]})
 
@@ -111,7 +115,8 @@ class DefineByRun:
     """Optuna define-by-run space for Ray's OptunaSearch (a class, so the searcher can be pickled).
 
     Records ``arch_id``/``arch_yaml`` on the Optuna trial at sampling time; an invalid combination
-    becomes ``{"invalid": reason}`` and the trial fails with that reason without building anything.
+    becomes ``{"invalid": reason}`` and the trial fails with that reason without building anything. A re-proposed
+    architecture is answered by the searcher before it reaches Ray (search/searcher.py).
     ``owner``: the driver's id (search/lease.py), recorded first, after the trial's first heartbeat.
     """
 
@@ -131,21 +136,7 @@ class DefineByRun:
             return {"invalid": str(exc)}
         trial.set_user_attr("arch_id", arch.arch_id)
         trial.set_user_attr("arch_yaml", arch.to_yaml())
-        out: dict[str, Any] = {"arch_yaml": arch.to_yaml()}
-        cached = self._cached(trial.study, arch.arch_id)
-        if cached is not None:
-            trial.set_user_attr("cached_from", cached.pop("number"))
-            out["cached"] = json.dumps(cached)
-        return out
-
-    def _cached(self, study: optuna.Study, arch_id: str) -> dict[str, Any] | None:
-        """Results of an earlier COMPLETE trial of the same architecture (same config, so same budget
-        and seed: proxy training is deterministic), keyed like a trial report; else None."""
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("arch_id") == arch_id and t.values is not None:
-                keep = {k: v for k, v in t.user_attrs.items() if k not in ("arch_yaml", "cached_from")}
-                return {**keep, **dict(zip(self.objectives, t.values)), "number": t.number}
-        return None
+        return {"arch_yaml": arch.to_yaml()}
 
 
 class Progress:
@@ -158,7 +149,7 @@ class Progress:
             def __init__(self, total: int, done: int, objectives: Sequence[str], out: Callable[[str], None]):
                 self.total, self.done, self.objectives, self.out = total, done, list(objectives), out
                 self.best = -math.inf
-                self.failed = 0
+                self.failed = self.over_limit = 0
                 self.kinds: dict[str, int] = {}
                 self.t0 = time.time()
 
@@ -166,6 +157,10 @@ class Progress:
                 self.done += 1
                 r = trial.last_result or {}
                 head = f"[{self.done:>3}/{self.total}] {time.time() - self.t0:6.1f}s"
+                if r.get("over_limit") and "trial_error" not in r:
+                    self.over_limit += 1
+                    self.out(f"{head} {r.get('arch_id', '?'):12}  over a limit, not trained: {r['over_limit']}")
+                    return
                 if "trial_error" in r or "val_acc" not in r:
                     self.failed += 1
                     kind = fault_kind(str(r.get("trial_error", "")))
@@ -177,8 +172,7 @@ class Progress:
                     self.out(f"{head} {r.get('arch_id', '?'):12}  {vals}  PRUNED at epoch {r['epoch']}")
                     return
                 self.best = max(self.best, r["val_acc"])
-                note = "  (cached)" if r.get("cached") else ""
-                self.out(f"{head} {r.get('arch_id', '?'):12}  {vals}  best val_acc {self.best:.4f}{note}")
+                self.out(f"{head} {r.get('arch_id', '?'):12}  {vals}  best val_acc {self.best:.4f}")
 
             def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self.done += 1
@@ -213,12 +207,15 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
                n_trials: int, run_dir: Path, max_concurrent: int | None = None,
                resources: dict[str, float] | None = None, out: Callable[[str], None] = print,
                study_attrs: dict[str, Any] | None = None, scheduler: Any | None = None,
-               lease: StudyLease | None = None) -> optuna.Study:
-    """Run (or continue) the study ``study_name`` until it holds ``n_trials`` finished trials.
+               lease: StudyLease | None = None, limits: Sequence[Limit] = ()) -> optuna.Study:
+    """Run (or continue) the study ``study_name`` until ``n_trials`` distinct architectures were evaluated
+    (:func:`budget_used`), or the space is exhausted (search/searcher.py: one line says so).
 
     ``scheduler``: a Ray Tune TrialScheduler (e.g. search/schedulers/mo_asha.py's MO-ASHA) or None (FIFO).
     ``lease``: this driver's lease on the study (search/lease.py; the caller releases it): its trials are
-    owned and kept beating, so another driver never closes them; without one they carry no owner."""
+    owned and kept beating, so another driver never closes them; without one they carry no owner.
+    ``limits``: the hard limits whose constraint values every trial stores for the sampler (search/searcher.py).
+    The objective names are the study's metric names (optuna-dashboard's axis labels)."""
     from ray import tune
 
     modes = [get_metric(o).direction for o in objectives]
@@ -227,7 +224,10 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"objectives: the stored study {study_name!r} has directions "
                           f"{[d.name.lower() for d in study.directions]}, the config asks for {directions}")
-    for key, value in (study_attrs or {}).items():
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(objectives))
+    for key, value in {**(study_attrs or {}), "constraint_names": [name for name, _, _ in limits]}.items():
         study.set_user_attr(key, value)
     interrupted = close_interrupted(study)
     done = budget_used(study)
@@ -247,7 +247,7 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     searcher = NasOptunaSearch(space=DefineByRun(space, objectives, lease.owner if lease else None),
                                metric=list(objectives),
                                mode=modes, sampler=sampler, storage=storage,
-                               study_name=study_name)
+                               study_name=study_name, limits=limits)
     # A failed trial reports only ``trial_error``; Tune's strict check would abort the whole run on it.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # one FAIL line per trial; traces stay in error.txt
@@ -271,9 +271,13 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     except KeyboardInterrupt:
         _on_interrupt(study, out, owner=lease.owner if lease else None)
         raise
+    if searcher.exhausted:
+        out(searcher.exhausted)
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(progress.kinds.items()))
     out(f"finished {progress.done - done} trial(s) this run, {progress.failed} failed"
-        + (f" ({kinds})" if kinds else ""))
+        + (f" ({kinds})" if kinds else "") + (f", {progress.over_limit} over a limit" if progress.over_limit else "")
+        + (f"; {searcher.duplicates} re-proposed architecture(s) answered from the stored trials (not counted)"
+           if searcher.duplicates else ""))
     return study
 
 
@@ -404,6 +408,7 @@ def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, sp
                        max_concurrent=cfg.search.max_concurrent, resources=resources, out=out,
                        scheduler=make_scheduler(cfg.scheduler.name, cfg.scheduler.options, objectives=cfg.objectives,
                                                 modes=cfg.directions, max_t=cfg.proxy.epochs),
+                       limits=[(m.name, m.direction, bound) for _, m, bound in given_limits(cfg.constraints)],
                        study_attrs={"config": cfg.model_dump(mode="json"), "fingerprint": fingerprint(cfg),
                                     "input_size": data.input_size, "num_classes": data.num_classes,
                                     "in_chans": data.in_chans}, lease=lease)

@@ -8,6 +8,26 @@ A trial whose result carries ``trial_error`` or a non-finite objective is told a
 last result is a per-epoch report (a scheduler stopped it early: search/schedulers/) is told as PRUNED,
 never COMPLETE, with ``pruned_at_epoch`` and its values at that epoch as user attributes.
 
+**Duplicates.** Before handing Ray a trial, the searcher checks its architecture (``arch_id``) against the stored
+trials. One already evaluated (a finished trial, not interrupted, not itself a duplicate) is answered from that
+trial: the new trial (its ``arch_id`` and ``cached_from``, the source's number) is told at once with the source's
+state, values, constraint values, recorded metrics, intermediate values if PRUNED and reason if not COMPLETE, so
+the sampler learns from the re-proposal, and the searcher samples again. One in flight (a
+RUNNING trial of any driver) is told FAIL with ``cached_from`` and the reason. Neither reaches Ray or counts against
+``search.n_trials`` (search/run.py's ``budget_used``). The space counts as exhausted when the distinct architectures
+evaluated or running reach its size (``SearchSpace.size()``, exact or an upper bound), or after
+:data:`MAX_RESAMPLES` re-proposals in a row: :attr:`NasOptunaSearch.exhausted` then holds the line saying so and the
+searcher reports ``FINISHED`` to Ray, which ends the search once the running trials end.
+
+**Constraints.** With ``limits`` (the config's hard ``constraints:``), every trial whose result carries the
+limited metrics stores their constraint values, ``value - bound`` for a ``max_`` limit and ``bound - value`` for a
+``min_`` one (``<= 0``: feasible), as the list under Optuna's system attribute ``constraints`` in ``limits`` order
+(the route of Optuna's ``constraints_func``; TPE and NSGA-II read it as ``FrozenTrial.constraints``,
+optuna-dashboard shows it). A trial over a limit (its result carries ``over_limit``, the violation) is told PRUNED
+with ``over_limit`` as user attribute: it was stopped before training, TPE ranks it below every feasible trial,
+and it never reaches the Pareto front. NSGA-II selects its parents among COMPLETE trials only, so it sees the
+constraint values of the feasible ones but not the PRUNED over-limit trials.
+
 Every per-epoch report is stored as it arrives: the first objective as the trial's Optuna intermediate value
 at step ``epoch`` (optuna-dashboard draws them as learning curves), and every objective, with the arrival
 time, appended to the user attribute :data:`EPOCH_ATTR`, from which :func:`epoch_arrivals` rebuilds a
@@ -19,7 +39,9 @@ import math
 import time
 from typing import Any, Iterable, Sequence
 
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from evaluators import list_metrics
@@ -44,6 +66,31 @@ EPOCH_ATTR = "epoch_objectives"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
+MAX_RESAMPLES = 100
+"""Re-proposed architectures in a row after which the searcher takes the space as exhausted and stops."""
+
+Limit = tuple[str, str, float]
+"""``(metric, direction, bound)`` of a hard limit: a "min" metric is bounded above, a "max" one below."""
+
+
+def constraint_values(result: dict, limits: Sequence[Limit]) -> list[float] | None:
+    """``value - bound`` (``bound - value`` for a "max" metric) of every limit, or None if a value is missing."""
+    values = [result.get(metric) for metric, _, _ in limits]
+    if not limits or any(v is None for v in values):
+        return None
+    return [float(v) - bound if direction == "min" else bound - float(v)
+            for v, (_, direction, bound) in zip(values, limits)]
+
+
+def evaluated(trial: FrozenTrial) -> bool:
+    """A finished trial that evaluated its architecture: not interrupted and not answered from another trial."""
+    return trial.state in FINISHED and "arch_id" in trial.user_attrs and not trial.user_attrs.get("interrupted") \
+        and "cached_from" not in trial.user_attrs
+
+
+def _source_rank(t: FrozenTrial) -> tuple[int, int]:
+    return (0 if t.state == TrialState.COMPLETE else 1 if t.state == TrialState.PRUNED else 2, t.number)
+
 
 def epoch_arrivals(trials: Iterable[FrozenTrial], objectives: Sequence[str]) -> list[tuple[str, float, list[float]]]:
     """``(key, epoch, objective vector)`` of every per-epoch report of the finished, not interrupted ``trials``,
@@ -61,6 +108,68 @@ def epoch_arrivals(trials: Iterable[FrozenTrial], objectives: Sequence[str]) -> 
 
 
 class NasOptunaSearch(OptunaSearch):
+    """Ray's ``OptunaSearch`` that never hands Ray an architecture already evaluated or running, stores per-epoch
+    reports and constraint values, and records why a trial failed (module docstring).
+
+    ``limits``: the hard limits whose constraint values are stored (:data:`Limit`, the config's order)."""
+
+    def __init__(self, *args: Any, limits: Sequence[Limit] = (), **kwargs: Any) -> None:
+        self.limits = list(limits)
+        self.exhausted: str | None = None
+        self.duplicates = 0
+        super().__init__(*args, **kwargs)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        """A new architecture's config, re-sampling re-proposed ones (recorded, not run); ``FINISHED`` once
+        :data:`MAX_RESAMPLES` proposals in a row were duplicates."""
+        if self.exhausted is not None:
+            return Searcher.FINISHED
+        if trial_id in self._ot_trials or not callable(self._space):
+            return super().suggest(trial_id)
+        size = getattr(getattr(self._space, "space", None), "size", None)
+        if size is not None and len(self._taken()) >= size():
+            self.exhausted = f"search space exhausted: all {size():,} architectures evaluated or running"
+            return Searcher.FINISHED
+        for _ in range(MAX_RESAMPLES):
+            ot_trial = self._ot_study.ask()
+            config = self._suggest_from_define_by_run_func(self._space, ot_trial)
+            arch_id = ot_trial.user_attrs.get("arch_id")
+            same = [] if arch_id is None else [
+                t for t in self._ot_study.get_trials(deepcopy=False)
+                if t.number != ot_trial.number and t.user_attrs.get("arch_id") == arch_id
+                and (evaluated(t) or t.state == TrialState.RUNNING)]
+            if not same:
+                self._ot_trials[trial_id] = ot_trial
+                return config
+            self._answer_from(ot_trial, min(same, key=_source_rank))
+            self.duplicates += 1
+        self.exhausted = (f"search space exhausted: the last {MAX_RESAMPLES} proposals were architectures already "
+                          f"evaluated or running; stopping with {len(self._taken())} distinct architecture(s)")
+        return Searcher.FINISHED
+
+    def _taken(self) -> set[str]:
+        """The architectures evaluated or running."""
+        return {t.user_attrs["arch_id"] for t in self._ot_study.get_trials(deepcopy=False)
+                if evaluated(t) or (t.state == TrialState.RUNNING and "arch_id" in t.user_attrs)}
+
+    def _answer_from(self, ot_trial: Any, src: FrozenTrial) -> None:
+        """Record ``ot_trial`` (same architecture as ``src``) with ``src``'s outcome; a RUNNING ``src``: FAIL."""
+        ot_trial.set_user_attr("cached_from", src.number)
+        if src.state == TrialState.RUNNING:
+            ot_trial.set_user_attr("fail_reason", f"duplicate: same architecture as trial {src.number}, still running")
+            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
+            return
+        for key in (*recorded(), "fail_reason", "pruned_at_epoch", "over_limit"):
+            if key in src.user_attrs and key != "arch_id":
+                ot_trial.set_user_attr(key, src.user_attrs[key])
+        storage = self._ot_study._storage  # Optuna has no public API to copy these onto a trial
+        if src.state == TrialState.PRUNED:  # TPE ranks pruned trials by their last intermediate value
+            for step, value in src.intermediate_values.items():
+                storage.set_trial_intermediate_value(ot_trial._trial_id, step, value)
+        if _CONSTRAINTS_KEY in src.system_attrs:
+            storage.set_trial_system_attr(ot_trial._trial_id, _CONSTRAINTS_KEY, src.system_attrs[_CONSTRAINTS_KEY])
+        self._ot_study.tell(ot_trial, src.values if src.state == TrialState.COMPLETE else None, state=src.state)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Store a per-epoch report (see the module docstring); Ray's version skips multi-objective studies.
 
@@ -89,13 +198,19 @@ class NasOptunaSearch(OptunaSearch):
         reason = result.get("trial_error")
         if reason is None and error:
             reason = "the trial process died or raised outside the evaluation (see error.txt in its Ray trial folder)"
-        stopped = reason is None and is_intermediate(result)
+        stopped = reason is None and (is_intermediate(result) or bool(result.get("over_limit")))
         if reason is None and not stopped and any(v is None or not math.isfinite(float(v)) for v in values):
             reason = f"missing or non-finite objective: {dict(zip(metrics, values))}"
         for key in recorded():
             if key in result and result[key] is not None:
                 ot_trial.set_user_attr(key, result[key])
-        if stopped:
+        constraints = constraint_values(result, self.limits)
+        if constraints is not None:
+            ot_trial.storage.set_trial_system_attr(ot_trial._trial_id, _CONSTRAINTS_KEY, constraints)
+        if stopped and result.get("over_limit"):
+            ot_trial.set_user_attr("over_limit", str(result["over_limit"]))
+            self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
+        elif stopped:
             ot_trial.set_user_attr("pruned_at_epoch", int(result["epoch"]))
             ot_trial.set_user_attr("epochs", float(result["epoch"]))
             self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)

@@ -14,13 +14,18 @@ valid (forward checking against the registries, so no draw leads to a dead end w
   norm's ``check`` also run on each inner width the block declares in its registry meta
   ``norm_widths`` (widths it normalises besides its input and output, which the spec does not see).
 
-A parameter keeps its plain name (``s0.depth``, ``norm``, ``order.<block>``) when nothing was filtered
-out and otherwise carries the offered list (``s0.depth[3]``): one name always stands for one set of
-choices, as Optuna requires. A field not in ``per_stage`` is drawn once and reused by every stage that
-offers its value; a stage that cannot take it (GhostNet's inner widths and group norm, say) draws its
-own under the restricted name. What can still fail (a total stride above the input size, a stage
-that no choice fits after the previous one) raises :class:`InvalidSample` with the reason, which the
-search records as a failed trial instead of crashing at build time.
+Every parameter has one name and one distribution, whatever was drawn before it: ``stem_width``, ``s<i>.<field>``
+for a field in ``per_stage``, ``<field>`` for one drawn once per network, and ``[s<i>.]order.<block>`` (the orders
+the block implements), each over the full configured list; every sample suggests every one of them (the unused
+``order.<block>`` too), so multivariate TPE models them jointly instead of falling back to independent
+sampling. A drawn value that the checks above reject for this stage is **re-mapped** deterministically: to the
+first accepted value after it in the configured list, wrapping around (``depth: [1, 2, 3]`` with only 3 accepted:
+1 → 3, 2 → 3). The trial keeps the drawn value as its parameter, so ``sample(FixedTrial(trial.params))`` gives the
+same architecture, and the sampler learns over a fixed space whose points map many-to-one onto architectures. A
+field not in ``per_stage`` is drawn once and re-mapped per stage (GhostNet's inner widths and group norm, say).
+What can still fail (a total stride above the input size, a stage that no choice fits after the previous one)
+raises :class:`InvalidSample` with the reason, which the search records as a failed trial instead of crashing at
+build time.
 
 A **skeleton** space (``space.skeleton: PRESET``) fixes every stage to those of a preset and opens only
 block options, listed in ``space.block_choices: {BLOCK: {OPTION: candidates}}``: a list of values, or for a
@@ -55,6 +60,15 @@ def round_width(width: float) -> int:
     """Channel count from base width × multiplier: nearest multiple of 8 (of 4 below 16)."""
     step = 8 if width >= 16 else 4
     return max(step, int(round(width / step)) * step)
+
+
+def remap(value: Any, full: list, allowed: list) -> Any:
+    """``value`` if ``allowed``, else the first allowed candidate after it in ``full``, wrapping around (the first
+    allowed one for a value not in ``full``)."""
+    if value in allowed:
+        return value
+    k = full.index(value) + 1 if value in full else 0
+    return next(v for v in full[k:] + full[:k] if v in allowed)
 
 
 def stage_problem(stage: Stage, in_width: int, *, stem_norm: bool = False, where: str = "stages[0]") -> str | None:
@@ -205,20 +219,41 @@ class SearchSpace:
     def _pick(self, trial: Any, name: str, choices: list) -> Any:
         return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
 
+    def _param(self, i: int, field: str, block: str | None) -> tuple[str, list]:
+        """Name and full candidate list of the parameter that draws ``field`` for stage ``i`` (of ``block``)."""
+        scope = f"s{i}." if field in self.cfg.per_stage else ""
+        if field == "order":
+            supported = BLOCKS.entry(block).meta.get("orders", ("post",))
+            return f"{scope}order.{block}", self._orders(block) or list(supported)
+        return f"{scope}{field}", list(getattr(self.cfg, field))
+
+    def parameters(self) -> dict[str, list]:
+        """``{name: candidates}`` of every parameter a sample of the stage-wise space suggests (those with one
+        candidate are not parameters), in drawing order."""
+        out = {"stem_width": list(self.cfg.stem_width)}
+        for i in range(self.num_stages):
+            for field in FIELDS:
+                for block in (self.cfg.block if field == "order" else [None]):
+                    name, full = self._param(i, field, block)
+                    out.setdefault(name, full)
+        return {name: full for name, full in out.items() if len(full) > 1}
+
     def sample(self, trial: Any) -> Arch:
         """Draw one architecture with ``trial.suggest_categorical`` calls (Optuna trial or FixedTrial)."""
         c = self.cfg
         if c.skeleton is not None:
             return self._sample_skeleton(trial)
-        shared: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        drawn: dict[str, Any] = {}
         stem_width = self._pick(trial, "stem_width", list(c.stem_width))
         stages, in_width = [], stem_width
         for i in range(self.num_stages):
             pick: dict[str, Any] = {}
             for field in FIELDS:
-                pick[field] = self._draw(trial, i, in_width, pick, field, shared)
+                pick[field] = self._draw(trial, i, in_width, pick, field, drawn)
             stages.append(self._stage(i, pick))
             in_width = stages[-1].width
+        for name, full in self.parameters().items():  # the same names in every sample: unused orders too
+            self._suggest(trial, name, full, drawn)
         stem = Stem(width=stem_width, norm_act=stages[0].order == "post")
         try:
             return Arch(stem=stem, stages=tuple(stages), head=Head(dropout=c.head_dropout),
@@ -245,12 +280,15 @@ class SearchSpace:
         except SpecError as exc:
             raise InvalidSample(str(exc)) from None
 
-    def _draw(self, trial: Any, i: int, in_width: int, pick: dict[str, Any], field: str,
-              shared: tuple[dict[str, Any], dict[str, Any]]) -> Any:
-        """One field of stage ``i``, among the candidates some completion of the stage accepts.
+    def _suggest(self, trial: Any, name: str, full: list, drawn: dict[str, Any]) -> Any:
+        if name not in drawn:
+            drawn[name] = self._pick(trial, name, full)
+        return drawn[name]
 
-        ``shared`` holds the values of the fields chosen once per network (by field) and of every
-        parameter drawn so far (by name)."""
+    def _draw(self, trial: Any, i: int, in_width: int, pick: dict[str, Any], field: str,
+              drawn: dict[str, Any]) -> Any:
+        """One field of stage ``i``: its parameter's value (drawn once per name, kept in ``drawn``) re-mapped onto
+        the candidates some completion of the stage accepts (:func:`remap`)."""
         offered = self.candidates(field, pick.get("block"))
         allowed, why = [], None
         for value in offered:
@@ -263,22 +301,8 @@ class SearchSpace:
             if not offered:
                 raise InvalidSample(f"stages[{i}].{field}: block {pick.get('block')!r} excludes every listed choice")
             raise InvalidSample(f"stages[{i}]: no {field} of {offered} fits after {in_width} input channels; {why}")
-        scope = f"s{i}." if field in self.cfg.per_stage else ""
-        if field == "order":
-            name, full = f"{scope}order.{pick['block']}", self._orders(pick["block"])
-        else:
-            name, full = f"{scope}{field}", list(getattr(self.cfg, field))
-        if allowed != full:
-            name += f"[{','.join(str(v) for v in allowed)}]"
-        if scope:
-            return self._pick(trial, name, allowed)
-        network, drawn = shared
-        if field in network and network[field] in allowed:  # the network's value, wherever this stage takes it
-            return network[field]
-        if name not in drawn:
-            drawn[name] = self._pick(trial, name, allowed)
-        network.setdefault(field, drawn[name])
-        return drawn[name]
+        name, full = self._param(i, field, pick.get("block"))
+        return remap(self._suggest(trial, name, full, drawn), full, allowed)
 
     def _stage(self, i: int, pick: dict[str, Any]) -> Stage:
         c = self.cfg

@@ -8,9 +8,12 @@ from . import SAMPLERS
 
 def tpe_sampler(*, seed: int, n_trials: int) -> optuna.samplers.TPESampler:
     """Multivariate TPE (Bergstra et al. 2011; Falkner et al. 2018); about a third of the budget (3–10
-    trials) is sampled at random before the model takes over."""
+    trials) is sampled at random before the model takes over. With the constant liar, trials still running count
+    as bad results, so concurrent trials are not all proposed near the same point (no effect on a sequential
+    search). Every sample suggests the same parameters (search/space_def.py), so nothing is sampled independently;
+    Optuna's warning for that (off by default since Optuna 4.9) is left at its default."""
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, n_trials // 3)),
-                                      multivariate=True, warn_independent_sampling=False)
+                                      multivariate=True, constant_liar=True)
 
 
 def nsga2_sampler(*, seed: int, n_trials: int) -> optuna.samplers.NSGAIISampler:

@@ -158,10 +158,14 @@ def test_injected_oom_is_rescued_by_the_retry_or_fails_without_it():
 
 
 def _sampled_arch_ids(cfg, n: int) -> list[str]:
-    """The architectures a fresh search of ``cfg`` draws (its seeded random sampler, asked in order)."""
+    """The first ``n`` distinct architectures a fresh search of ``cfg`` draws (its seeded random sampler, asked in
+    order; a re-proposal is answered from the stored trial and not evaluated again)."""
     space = SearchSpace(cfg.space, input_size=16)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.search.seed))
-    return [space.sample(study.ask()).arch_id for _ in range(n)]
+    distinct: dict[str, None] = {}
+    while len(distinct) < n:
+        distinct.setdefault(space.sample(study.ask()).arch_id)
+    return list(distinct)
 
 
 def test_search_with_30_percent_faults_finishes_and_reports_them(local_ray, tmp_path):
@@ -179,8 +183,13 @@ def test_search_with_30_percent_faults_finishes_and_reports_them(local_ray, tmp_
     run = tmp_path / "f30"
     search_from_config(cfg, run_dir=run, out=lines.append)
 
-    trials = optuna.load_study(study_name="f30", storage=f"sqlite:///{run / 'study.db'}").get_trials()
+    stored = optuna.load_study(study_name="f30", storage=f"sqlite:///{run / 'study.db'}").get_trials()
+    trials = [t for t in stored if "cached_from" not in t.user_attrs]
     assert [t.user_attrs["arch_id"] for t in trials] == sampled  # the budget finished, in the expected order
+    for t in stored:  # a re-proposal: recorded with its source's outcome, never evaluated again
+        if "cached_from" in t.user_attrs and not t.user_attrs.get("fail_reason", "").startswith("duplicate:"):
+            src = stored[t.user_attrs["cached_from"]]
+            assert (t.state, t.user_attrs["arch_id"]) == (src.state, src.user_attrs["arch_id"])
     reasons = {"exception": "InjectedFault: injected trial exception", "nan": "NonFiniteLossError: non-finite "
                "training loss", "crash": "the trial process died"}
     expected = {"failed": 0, "by_kind": {}, "oom_retried": 0}
@@ -200,9 +209,9 @@ def test_search_with_30_percent_faults_finishes_and_reports_them(local_ray, tmp_
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["faults"] == {**expected, "by_kind": dict(sorted(expected["by_kind"].items()))}
-    assert summary["faults"] == fault_summary(trials)
+    assert summary["faults"] == fault_summary(stored)
     assert any(ln.startswith(f"finished 12 trial(s) this run, {expected['failed']} failed (") for ln in lines), lines
     rows = {int(r["number"]): r for r in csv.DictReader(open(run / "trials.csv"))}
-    for t in trials:
+    for t in stored:
         assert rows[t.number]["state"] == t.state.name
         assert rows[t.number]["fail_reason"] == (t.user_attrs["fail_reason"] if t.state.name == "FAIL" else "")

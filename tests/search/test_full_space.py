@@ -131,17 +131,26 @@ def test_offers_follow_the_registries():
     assert {a for b, a in pairs if b == "basic"} == {"none", "se", "nl"}
 
 
-def test_unfiltered_names_are_unchanged_and_shared_values_stay_shared():
+def test_every_sample_suggests_the_same_names_and_shared_values_remap_per_stage():
     sp = _space(depth=[1, 2], width_mult=[0.5, 1.0], order=["pre", "post"], act=["relu", "elu"])
     for params, _arch in _draw(sp, 10):
-        assert set(params) <= {"s0.depth", "s1.depth", "s2.depth", "width_mult", "order.basic", "act"}
-    # group norm is impossible inside a Ghost stage after 16 channels: that stage alone draws another norm
+        assert set(params) == {"s0.depth", "s1.depth", "s2.depth", "width_mult", "order.basic", "act"}
+    # group norm is impossible inside a Ghost stage after 16 channels: that stage alone re-maps it (gn -> bn, the
+    # next listed norm), the others keep the network's draw
     sp = _space(block=["ghost", "basic"], order=["post"], norm=["gn", "bn"], per_stage=["block"])
     params = {"s0.block": "basic", "s1.block": "ghost", "s2.block": "basic", "norm": "gn", "depth": 1}
-    arch = sp.sample(optuna.trial.FixedTrial(params))
-    assert [s.norm for s in arch.stages] == ["gn", "bn", "gn"]  # the restricted draw has a single choice
-    params = {"s0.block": "ghost", "s1.block": "basic", "s2.block": "basic", "depth": 1}
-    assert [s.norm for s in sp.sample(optuna.trial.FixedTrial(params)).stages] == ["bn"] * 3
+    assert [s.norm for s in sp.sample(optuna.trial.FixedTrial(params)).stages] == ["gn", "bn", "gn"]
+    params = {**params, "s0.block": "ghost", "s1.block": "basic"}
+    assert [s.norm for s in sp.sample(optuna.trial.FixedTrial(params)).stages] == ["bn", "gn", "gn"]
+    assert [s.norm for s in sp.sample(optuna.trial.FixedTrial({**params, "norm": "bn"})).stages] == ["bn"] * 3
+
+
+@pytest.mark.parametrize("drawn, used", [(4, 4), (1, 3), (3, 3), (2, 4)])
+def test_a_rejected_draw_goes_to_the_next_accepted_value_wrapping_around(drawn, used):
+    """G-Ghost needs depth >= 3; with depths listed [4, 1, 3, 2], 1 goes forward to 3 and 2 wraps around to 4."""
+    sp = _space(block=["g_ghost"], order=["post"], depth=[4, 1, 3, 2], stem_width=[16])
+    arch = sp.sample(optuna.trial.FixedTrial({f"s{i}.depth": drawn for i in range(3)}))
+    assert [s.depth for s in arch.stages] == [used] * 3
 
 
 def test_a_fixed_option_no_stage_can_use_is_a_config_error():

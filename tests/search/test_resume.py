@@ -219,7 +219,7 @@ def test_kill_9_mid_search_then_resume_finishes_the_budget(tmp_path, ray_tmp, si
 
     trials = optuna.load_study(study_name="crash", storage=f"sqlite:///{db}").get_trials()
     assert all(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in trials)  # nothing left RUNNING or WAITING
-    assert sum(not t.user_attrs.get("interrupted") for t in trials) == budget
+    assert sum(not t.user_attrs.get("interrupted") and "cached_from" not in t.user_attrs for t in trials) == budget
     closed = trials[lost.number]
     assert closed.state.name == "FAIL" and closed.user_attrs["interrupted"] is True
     assert closed.user_attrs["fail_reason"] == "interrupted: the search driver stopped"
@@ -278,4 +278,5 @@ def test_ctrl_c_records_running_trials_as_interrupted_exports_nothing_and_exits_
     assert requeued == {t.number for t in closed if "arch_id" in t.user_attrs}
     assert not (run / "summary.json").exists() and not (run / "trials.csv").exists()  # nothing exported
     assert budget_used(optuna.load_study(study_name="ctrlc", storage=f"sqlite:///{db}")) == \
-        sum(t.state.name in ("COMPLETE", "PRUNED", "FAIL") and not t.user_attrs.get("interrupted") for t in trials)
+        sum(t.state.name in ("COMPLETE", "PRUNED", "FAIL") and not t.user_attrs.get("interrupted")
+            and "cached_from" not in t.user_attrs for t in trials)
