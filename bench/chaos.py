@@ -7,7 +7,8 @@ random delay (drawn from ``--seed``) after a trial of the run is training. Per m
 delivered, the finished trials lost (a trial COMPLETE/PRUNED/FAIL in one snapshot of the storage whose state or
 values differ later; must be 0), the trials evaluated twice (an architecture trained to COMPLETE/PRUNED by more
 than one trial, cache answers excluded; an interrupted trial's re-run is not finished, so it does not count;
-must be 0), finished trials against the budget, and the wall time against an uninterrupted run of the same size.
+must be 0), finished trials (re-proposals answered from the storage excluded, as the budget counts) against the
+budget, and the wall time against an uninterrupted run of the same size.
 
     python bench/chaos.py --interruptions 20 --modes driver,worker,sigint --trials 24 --seed 0
 """
@@ -199,7 +200,8 @@ def run_mode(mode: str | None, run: Run, *, interruptions: int, rng: random.Rand
     final = run.history[-1]
     states = sorted({t["state"] for t in final.values()})
     budget = yaml.safe_load(run.path.read_text())["search"]["n_trials"]
-    finished = sum(t["state"] in FINISHED and not t.get("interrupted") for t in final.values())
+    finished = sum(t["state"] in FINISHED and not t.get("interrupted") and t.get("cached_from") is None
+                   for t in final.values())  # a re-proposal answered from the storage is not counted
     return {"mode": mode or "baseline", "interruptions": delivered, "lost": len(lost_trials(run.history)),
             "twice": evaluated_twice(final), "finished": finished, "budget": budget, "starts": run.starts,
             "hung": run.hung, "bad_exits": bad_exits, "wall_s": time.time() - t0,
