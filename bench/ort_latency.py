@@ -42,7 +42,7 @@ def side_by_side(arch: Any, *, index: int, rounds: int, warmup: int, repeats: in
     import torch
 
     from evaluators import measure_latency
-    from evaluators.ort_latency import measure_ort_latency
+    from evaluators.latency import measure_ort_latency
     from space import build_model
     from space.onnx_export import arch_choices, export_model
 

@@ -213,3 +213,17 @@ LATENCY_MS = Metric("latency_ms", "min", label="latency (ms)", unit="ms", limit=
 """Median forward latency at the first batch size; cheap only when predicted from a table. The ``latency``
 evaluator is registered in :mod:`.latency_service`, beside its build hook (a search measures through the
 service: once per architecture, behind the gate, cached)."""
+
+
+def measure_ort_latency(model: nn.Module | bytes, *, input_shape: tuple, device: str = "ort-cpu", warmup: int = 10,
+                        repeats: int = 30, threads: int | None = 1, rounds: int = 1,
+                        what: str = "model") -> dict[str, Any]:
+    """Latency statistics (ms) of ``model`` (a module, exported here, or an already serialized ONNX model) run
+    by ONNX Runtime on ``device``; the estimator and keys of :func:`measure_latency`.
+
+    A module that cannot be exported raises :class:`space.onnx_export.OnnxExportError` naming ``what``.
+    """
+    shape = check_shape(input_shape)
+    data = model if isinstance(model, bytes) else export_model(model, input_shape=shape, what=what)
+    return measure_latency(data, input_shape=shape, device=device, warmup=warmup, repeats=repeats, threads=threads,
+                           rounds=rounds)

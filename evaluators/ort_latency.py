@@ -17,11 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-from space.onnx_export import INPUT_NAME, OUTPUT_NAME, export_model
+from space.onnx_export import INPUT_NAME, OUTPUT_NAME
 
-from .latency_timing import check_shape
 from .onnx_runtime import ORT_DEVICES, ort_session
 
 
@@ -48,18 +46,3 @@ class OrtRunner:
         else:
             self.session.run(None, self.feed)
 
-
-def measure_ort_latency(model: nn.Module | bytes, *, input_shape: tuple, device: str = "ort-cpu", warmup: int = 10,
-                        repeats: int = 30, threads: int | None = 1, rounds: int = 1,
-                        what: str = "model") -> dict[str, Any]:
-    """Latency statistics (ms) of ``model`` (a module, exported here, or an already serialized ONNX model) run
-    by ONNX Runtime on ``device``; the estimator and keys of :func:`.latency.measure_latency`.
-
-    A module that cannot be exported raises :class:`space.onnx_export.OnnxExportError` naming ``what``.
-    """
-    from .latency import measure_latency
-
-    shape = check_shape(input_shape)
-    data = model if isinstance(model, bytes) else export_model(model, input_shape=shape, what=what)
-    return measure_latency(data, input_shape=shape, device=device, warmup=warmup, repeats=repeats, threads=threads,
-                           rounds=rounds)
