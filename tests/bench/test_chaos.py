@@ -3,17 +3,13 @@ SIGINT to the driver) of a real 4-trial search, resumed until the budget is done
 twice, nothing hung."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from ._load import load_bench
 
 
 def test_one_interruption_per_mode_loses_nothing(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("chaos", ROOT / "bench" / "chaos.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("chaos")
     out = tmp_path / "chaos.json"
     rc = bench.main(["--interruptions", "1", "--trials", "4", "--max-delay", "1", "--no-baseline", "--seed", "0",
                      "--json", str(out)])

@@ -2,20 +2,16 @@
 the interleaved number = ratio × the reference calibrated once) and the table validation with its noise floor."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from ._load import load_bench
 
 
 def test_bench_quick(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("latency_noise_bench", ROOT / "bench" / "latency_noise.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("latency_noise")
     out = tmp_path / "noise.json"
     assert bench.main(["--quick", "--json", str(out)]) == 0
     text = capsys.readouterr().out

@@ -2,21 +2,17 @@
 target, and the printed gap recomputed from the rows."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from ._load import load_bench
 
 
 def test_bench_compares_both_paths_at_equal_macs(tmp_path, capsys):
     from space import Arch, Stage, Stem
 
-    spec = importlib.util.spec_from_file_location("lrpet_paths_bench", ROOT / "bench" / "lrpet_paths.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("lrpet_paths")
     arch = Arch(stem=Stem(width=16), stages=(Stage("basic", 1, 16, 1), Stage("basic", 1, 32, 2)), input_size=8)
     (tmp_path / "a.yaml").write_text(arch.to_yaml())
     out = tmp_path / "rows.json"

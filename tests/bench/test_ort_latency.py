@@ -2,20 +2,16 @@
 and Spearman ρ recomputed from the rows, and the two runtimes within a loose factor of each other."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from ._load import load_bench
 
 
 def test_bench_runs_on_two_architectures(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("ort_latency_bench", ROOT / "bench" / "ort_latency.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("ort_latency")
     out = tmp_path / "ort.json"
     assert bench.main(["--n", "2", "--rounds", "2", "--warmup", "1", "--repeats", "3", "--json", str(out)]) == 0
     text = capsys.readouterr().out

@@ -1,17 +1,13 @@
 """bench/proxy_epoch.py runs end to end at minimal sizes: both rows, and the engine's weights equal the plain loop's."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from ._load import load_bench
 
 
 def test_bench_main_runs_and_the_engine_matches_the_plain_loop(tmp_path, cifar_dir, capsys):
-    spec = importlib.util.spec_from_file_location("proxy_epoch", ROOT / "bench" / "proxy_epoch.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("proxy_epoch")
     out = tmp_path / "proxy_epoch.json"
     assert bench.main(["--cifar-images", "130", "--digits-images", "40", "--warmup", "0", "--repeats", "2",
                        "--data-dir", str(cifar_dir), "--json", str(out)]) == 0

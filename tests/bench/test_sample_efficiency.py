@@ -2,7 +2,6 @@
 and the sampler comparison runs on it (few seeds, small budgets)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,14 +9,14 @@ import pytest
 
 from search import SAMPLERS, SearchSpace, load_config
 
+from ._load import load_bench
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def se():
-    spec = importlib.util.spec_from_file_location("sample_efficiency", ROOT / "bench" / "sample_efficiency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_bench("sample_efficiency")
     return mod
 
 
