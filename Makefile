@@ -17,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 $(QUIET)
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,nb201]" $(QUIET)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,nb201,peers]" $(QUIET)
 	$(PY) -c "import torch, torchvision, ray, optuna, timm, fvcore, space, train, evaluators, search"
 	touch $(STAMP)
 
