@@ -41,9 +41,40 @@ def check_storage_url(url: str) -> Any:
     return parsed
 
 
+def _sqlite_pragmas(engine: Any) -> None:
+    """Every new connection of a SQLite ``engine`` runs in write-ahead-log mode with ``synchronous=NORMAL``.
+
+    SQLite's default (rollback journal, ``synchronous=FULL``) syncs the disk on every commit, and a trial makes
+    ~25 commits (parameters, attributes, heartbeat, tell): ~8 ms each here, most of a table look-up trial's cost.
+    In WAL mode with ``NORMAL`` a commit is ~0.1 ms and still survives the process being killed (the log is
+    replayed at the next open); only an operating-system crash or power loss can drop the last commits, never
+    corrupt the file (https://www.sqlite.org/wal.html). The ``study.db-wal``/``-shm`` files beside the database
+    belong to it while a process has it open (copy the database with ``sqlite3 study.db .backup``, not ``cp``,
+    while a search runs); WAL needs a local file system, as SQLite's locking does anyway (use PostgreSQL for a
+    database shared over the network)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
 class _RDBStorage(optuna.storages.RDBStorage):
     """An RDB storage whose pickled form has no password: Ray pickles the searcher (and so the storage) into
-    the run folder. Unpickled in a process whose ``NAS_STORAGE_URL`` matches, it gets the password back."""
+    the run folder. Unpickled in a process whose ``NAS_STORAGE_URL`` matches, it gets the password back.
+    A SQLite one runs in write-ahead-log mode (:func:`_sqlite_pragmas`)."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self._tune_engine()
+
+    def _tune_engine(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine)
+            self.engine.dispose()  # the connections Optuna opened to create the tables: reopened with the pragmas
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "url": _masked(self.url)}
@@ -51,6 +82,7 @@ class _RDBStorage(optuna.storages.RDBStorage):
     def __setstate__(self, state: dict[str, Any]) -> None:
         env = os.environ.get("NAS_STORAGE_URL")
         super().__setstate__({**state, "url": env} if env and _masked(env) == state["url"] else state)
+        self._tune_engine()
 
 
 def _masked(url: str) -> str:
