@@ -277,13 +277,16 @@ class SchedulerConfig(_Model):
 class RayConfig(_Model):
     """``address``: join an existing cluster (``host:port``, ``ray://host:port``, ``auto``); None starts Ray here
     with ``num_cpus``/``temp_dir``. Every trial reserves ``cpus_per_trial`` CPUs (also its torch threads) and
-    ``gpus_per_trial`` GPUs (a fraction shares one GPU)."""
+    ``gpus_per_trial`` GPUs (a fraction shares one GPU). ``trial_logs``: Ray Tune's per-trial result logs
+    (``result.json``, ``progress.csv``, TensorBoard events under ``RUN/ray``); false drops Tune's logger
+    callbacks, ~40 ms per trial, which matters only when trials are look-ups (the study keeps every result)."""
 
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
     temp_dir: str | None = None
+    trial_logs: bool = True
 
     @field_validator("address")
     @classmethod

@@ -134,9 +134,10 @@ class DefineByRun:
         except InvalidSample as exc:
             trial.set_user_attr("fail_reason", f"InvalidSample: {exc}")
             return {"invalid": str(exc)}
+        text = arch.to_yaml()
         trial.set_user_attr("arch_id", arch.arch_id)
-        trial.set_user_attr("arch_yaml", arch.to_yaml())
-        return {"arch_yaml": arch.to_yaml()}
+        trial.set_user_attr("arch_yaml", text)
+        return {"arch_yaml": text}
 
 
 class Progress:
@@ -207,7 +208,8 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
                n_trials: int, run_dir: Path, max_concurrent: int | None = None,
                resources: dict[str, float] | None = None, out: Callable[[str], None] = print,
                study_attrs: dict[str, Any] | None = None, scheduler: Any | None = None,
-               lease: StudyLease | None = None, limits: Sequence[Limit] = ()) -> optuna.Study:
+               lease: StudyLease | None = None, limits: Sequence[Limit] = (),
+               trial_logs: bool = True) -> optuna.Study:
     """Run (or continue) the study ``study_name`` until ``n_trials`` distinct architectures were evaluated
     (:func:`budget_used`), or the space is exhausted (search/searcher.py: one line says so).
 
@@ -215,6 +217,7 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     ``lease``: this driver's lease on the study (search/lease.py; the caller releases it): its trials are
     owned and kept beating, so another driver never closes them; without one they carry no owner.
     ``limits``: the hard limits whose constraint values every trial stores for the sampler (search/searcher.py).
+    ``trial_logs``: keep Ray Tune's per-trial JSON/CSV/TensorBoard logs (``ray.trial_logs``).
     The objective names are the study's metric names (optuna-dashboard's axis labels)."""
     from ray import tune
 
@@ -254,6 +257,7 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     # Tune's own SIGINT handler ends the run as if it had finished (running trials told with their last epoch,
     # the export run on a half search); without it Ctrl-C raises KeyboardInterrupt out of tuner.fit.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if trial_logs else "1"
     trainable = tune.with_parameters(_trainable, evaluate=evaluate)
     if resources:
         trainable = tune.with_resources(trainable, resources)
@@ -266,11 +270,17 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
         run_config=tune.RunConfig(name=f"{study_name}-{int(time.time())}",
                                   storage_path=str((run_dir / "ray").resolve()), verbose=0, callbacks=[progress]),
     )
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    if not trial_logs:  # Tune's result grid looks for the per-trial logs it was told not to write
+        quiet.setLevel(logging.ERROR)
     try:
         tuner.fit()
     except KeyboardInterrupt:
         _on_interrupt(study, out, owner=lease.owner if lease else None)
         raise
+    finally:
+        quiet.setLevel(level)
     if searcher.exhausted:
         out(searcher.exhausted)
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(progress.kinds.items()))
@@ -411,7 +421,7 @@ def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, sp
                        limits=[(m.name, m.direction, bound) for _, m, bound in given_limits(cfg.constraints)],
                        study_attrs={"config": cfg.model_dump(mode="json"), "fingerprint": fingerprint(cfg),
                                     "input_size": data.input_size, "num_classes": data.num_classes,
-                                    "in_chans": data.in_chans}, lease=lease)
+                                    "in_chans": data.in_chans}, lease=lease, trial_logs=cfg.ray.trial_logs)
     export_run(run_dir, storage=storage, out=out)
     return study
 

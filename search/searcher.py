@@ -117,6 +117,7 @@ class NasOptunaSearch(OptunaSearch):
         self.limits = list(limits)
         self.exhausted: str | None = None
         self.duplicates = 0
+        self._index: dict[str, list[int]] | None = None
         super().__init__(*args, **kwargs)
 
     def suggest(self, trial_id: str) -> dict | str | None:
@@ -127,17 +128,19 @@ class NasOptunaSearch(OptunaSearch):
         if trial_id in self._ot_trials or not callable(self._space):
             return super().suggest(trial_id)
         size = getattr(getattr(self._space, "space", None), "size", None)
-        if size is not None and len(self._taken()) >= size():
+        index = self._arch_index()
+        if size is not None and len(index) >= size() and len(self._taken()) >= size():  # taken ⊆ index's keys
             self.exhausted = f"search space exhausted: all {size():,} architectures evaluated or running"
             return Searcher.FINISHED
+        storage = self._ot_study._storage  # Optuna has no public API to read one trial by id
         for _ in range(MAX_RESAMPLES):
             ot_trial = self._ot_study.ask()
             config = self._suggest_from_define_by_run_func(self._space, ot_trial)
             arch_id = ot_trial.user_attrs.get("arch_id")
-            same = [] if arch_id is None else [
-                t for t in self._ot_study.get_trials(deepcopy=False)
-                if t.number != ot_trial.number and t.user_attrs.get("arch_id") == arch_id
-                and (evaluated(t) or t.state == TrialState.RUNNING)]
+            same = [t for t in map(storage.get_trial, index.get(arch_id, []))
+                    if evaluated(t) or t.state == TrialState.RUNNING]
+            if arch_id is not None:
+                index.setdefault(arch_id, []).append(ot_trial._trial_id)
             if not same:
                 self._ot_trials[trial_id] = ot_trial
                 return config
@@ -146,6 +149,17 @@ class NasOptunaSearch(OptunaSearch):
         self.exhausted = (f"search space exhausted: the last {MAX_RESAMPLES} proposals were architectures already "
                           f"evaluated or running; stopping with {len(self._taken())} distinct architecture(s)")
         return Searcher.FINISHED
+
+    def _arch_index(self) -> dict[str, list[int]]:
+        """``arch_id`` → ids of the study's trials recorded with it: read once, then kept up to date by
+        :meth:`suggest` (one driver per study, search/lease.py: no other process adds trials meanwhile), so a
+        proposal is checked against the trials of its own architecture only, not against every stored trial."""
+        if self._index is None:
+            self._index = {}
+            for t in self._ot_study.get_trials(deepcopy=False):
+                if "arch_id" in t.user_attrs:
+                    self._index.setdefault(t.user_attrs["arch_id"], []).append(t._trial_id)
+        return self._index
 
     def _taken(self) -> set[str]:
         """The architectures evaluated or running."""
