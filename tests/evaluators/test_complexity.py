@@ -51,3 +51,39 @@ def test_complexity_evaluator():
     assert out == {k: float(v) for k, v in ref.items()}
     bigger = ev.evaluate(space.wrn(10, 1, input_size=32))
     assert bigger["macs"] > 3.5 * out["macs"] and bigger["params"] == out["params"]
+
+
+def test_count_cache_file_is_shared_by_evaluators_and_keyed_by_input_and_code(tmp_path, monkeypatch):
+    """A second evaluator (another process or run) reads the first one's counts from the file instead of
+    counting; another input size or another ``space`` source hash is another key and is counted afresh."""
+    import sqlite3
+
+    import evaluators.complexity as cx
+
+    arch = space.wrn(10, 1, input_size=16)
+    direct = {k: float(v) for k, v in count_complexity(space.build_model(arch, num_classes=10, in_chans=1),
+                                                       input_size=16, in_chans=1).items()}
+    path = tmp_path / "counts.sqlite"
+    assert ComplexityEvaluator(num_classes=10, in_chans=1, cache_file=path).evaluate(arch) == direct
+    with sqlite3.connect(path) as con:  # read back with the plain sqlite3 module
+        assert con.execute("SELECT COUNT(*) FROM counts").fetchone()[0] == 1
+
+    calls = []
+    monkeypatch.setattr(cx, "count_complexity", lambda *a, **k: calls.append(1) or count_complexity(*a, **k))
+    second = ComplexityEvaluator(num_classes=10, in_chans=1, cache_file=path)
+    assert second.evaluate(arch) == direct and calls == []  # from the file, not counted
+    assert second.evaluate(space.wrn(10, 1, input_size=32))["macs"] > 3.5 * direct["macs"] and len(calls) == 1
+    monkeypatch.setattr(cx, "space_code_hash", lambda: "another-version")
+    assert ComplexityEvaluator(num_classes=10, in_chans=1, cache_file=path).evaluate(arch) == direct
+    assert len(calls) == 2  # a block's code changed: never reuse the old count
+
+
+def test_count_cache_setting_resolves_paths_and_refuses_a_folder(tmp_path, monkeypatch):
+    import pytest
+
+    from evaluators.complexity import ComplexitySettings
+
+    monkeypatch.chdir(tmp_path)
+    assert ComplexitySettings(cache_file="c.sqlite").cache_file == str(tmp_path / "c.sqlite")
+    with pytest.raises(ValueError, match="is a folder"):
+        ComplexitySettings(cache_file=str(tmp_path))
