@@ -91,14 +91,19 @@ def true_front_hv() -> tuple[float, float]:
     return hypervolume(points, ref_macs=ref), ref
 
 
-def _config(*, sampler: str, trials: int, seed: int, data_dir: str | None, ray_tmp: str) -> Any:
+def _config(*, sampler: str, trials: int, seed: int, data_dir: str | None, ray_tmp: str,
+            counts_file: str | None = None) -> Any:
+    """configs/nb201.yaml for one seeded search, one trial at a time; ``counts_file``: a complexity count cache
+    shared by the searches (evaluators/complexity.py), so each cell is counted once per bench run."""
     from .config import parse_config
 
     raw = yaml.safe_load(CONFIG_FILE.read_text())
+    if counts_file is not None:
+        raw.setdefault("evaluators", {})["complexity"] = {"cache_file": counts_file}
     raw["name"] = f"bench-{sampler}-s{seed}"
     raw["data"] = {"name": "cifar10", "data_dir": data_dir}
     raw["search"] = {"sampler": sampler, "n_trials": trials, "max_concurrent": 1, "seed": seed}
-    raw["ray"] = {"num_cpus": 1, "cpus_per_trial": 1, "temp_dir": ray_tmp}
+    raw["ray"] = {"num_cpus": 1, "cpus_per_trial": 1, "temp_dir": ray_tmp, "trial_logs": False}
     return parse_config(raw)
 
 
@@ -129,7 +134,8 @@ def bench_space(space: str = "nb201", *, sampler: str = "tpe", trials: int = 100
     with tempfile.TemporaryDirectory(prefix="nas-bench-space-") as tmp:
         try:
             for seed in range(seeds):
-                cfg = _config(sampler=sampler, trials=trials, seed=seed, data_dir=data_dir, ray_tmp=ray_tmp)
+                cfg = _config(sampler=sampler, trials=trials, seed=seed, data_dir=data_dir, ray_tmp=ray_tmp,
+                              counts_file=str(Path(tmp) / "complexity.sqlite"))
                 points, over = one_search(cfg, Path(tmp))
                 overhead.append(over)
                 for k in marks:

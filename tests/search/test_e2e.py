@@ -66,6 +66,7 @@ def test_search_export_show_retrain_on_cifar(tmp_path, cifar_dir, ray_tmp):
     front = sorted(p.stem for p in (run / "pareto").glob("*.yaml"))
     assert front and (run / "best.yaml").is_file() and (run / "pareto.png").stat().st_size > 1000
     assert yaml.safe_load((run / "config.yaml").read_text())["name"] == "e2e"
+    assert len(list((run / "ray").rglob("events.out.tfevents*"))) == 3  # per-trial TensorBoard logs (default)
 
     # export re-derives the same front and best from the storage alone
     best_before = (run / "best.yaml").read_text()

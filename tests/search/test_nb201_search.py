@@ -66,7 +66,8 @@ def test_table_needs_cifar10_shaped_data():
 def test_a_real_search_on_the_table(tmp_path, cifar_dir):
     cfg = yaml.safe_load((ROOT / "configs" / "nb201.yaml").read_text())
     ray_tmp = tempfile.mkdtemp(prefix="nasnb", dir="/tmp")
-    cfg.update(data={"name": "cifar10", "data_dir": str(cifar_dir)}, ray={"num_cpus": 2, "temp_dir": ray_tmp},
+    cfg.update(data={"name": "cifar10", "data_dir": str(cifar_dir)},
+               ray={"num_cpus": 2, "temp_dir": ray_tmp, "trial_logs": False},
                search={"sampler": "tpe", "n_trials": 12, "max_concurrent": 2, "seed": 1})
     (tmp_path / "nb.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -78,6 +79,8 @@ def test_a_real_search_on_the_table(tmp_path, cifar_dir):
     assert proc.returncode == 0, f"search failed:\n{proc.stdout}\n{proc.stderr}"
     assert "15,625 architectures" in proc.stdout
     run = tmp_path / "results" / "nb201"
+    assert not list((run / "ray").rglob("result.json")) and not list((run / "ray").rglob("events.out.tfevents*"))
+    assert "Could not fetch metrics" not in proc.stdout + proc.stderr  # Tune's result grid is not left to complain
     trials = optuna.load_study(study_name="nb201", storage=f"sqlite:///{run / 'study.db'}").get_trials()
     assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials)
     table = load_nb201_table()
