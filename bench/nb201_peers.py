@@ -75,7 +75,8 @@ def peer_points(name: str, *, objectives: list[str], trials: int, seed: int,
     from syne_tune.config_space import choice
     from syne_tune.optimizer.baselines import REA, RandomSearch
     from syne_tune.optimizer.schedulers.multiobjective.multi_objective_regularized_evolution import (
-        MultiObjectiveRegularizedEvolution)
+        MultiObjectiveRegularizedEvolution,
+    )
     from syne_tune.optimizer.schedulers.searchers.random_searcher import MultiObjectiveRandomSearcher
     from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
@@ -141,7 +142,8 @@ def run(*, samplers: list[str], peers: bool, seeds: int, trials: int, data_dir: 
                 n = budget(sampler, trials)
                 kw = {"sampler": sampler, "trials": n, "seed": seed, "results": folder, "ray_tmp": ray_tmp,
                       "data_dir": data_dir}
-                record(f"ours {sampler}", seed, n, search_points(objectives=SO, **kw), search_points(objectives=MO, **kw))
+                so = search_points(objectives=SO, **kw)
+                record(f"ours {sampler}", seed, n, so, search_points(objectives=MO, **kw))
         for name in PEERS if peers else ():
             for seed in range(seeds):
                 n = budget(name, trials)
