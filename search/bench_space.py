@@ -8,8 +8,10 @@ Pareto front's hypervolume (accuracy ↑ vs MACs ↓) that the first k trials re
 trial of wall time spent outside the evaluators (trials run one at a time, so wall / trials − evaluation time).
 
 Per-cell MACs: every edge of the skeleton's cells sees the same shape, so a cell's MACs and params depend only
-on how many edges carry each op. :func:`cell_counts` counts the 210 such multisets once with the complexity
-counter and stores them in ``bench/data/nb201_counts.csv`` (tests check the shortcut against direct counts).
+on how many edges carry each op: MACs on how many live edges do (whose result reaches the cell's output,
+:func:`live_ops`; the traced count leaves dead code out), params on all of them (every module holds its weights).
+:func:`cell_counts` counts the 210 such multisets once with the complexity counter and stores them in
+``bench/data/nb201_counts.csv`` (tests check the shortcut against direct counts).
 """
 from __future__ import annotations
 
@@ -25,13 +27,24 @@ from typing import Any, Callable
 
 import yaml
 
-from space.blocks.nb201 import NB201_OPS
+from space.blocks.nb201 import NB201_EDGES, NB201_OPS
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS_FILE = ROOT / "bench" / "data" / "nb201_counts.csv"
 CONFIG_FILE = ROOT / "configs" / "nb201.yaml"
 CHECKPOINTS = (25, 50, 100)
 SPACES = ("nb201",)
+
+
+def live_ops(ops: tuple[str, ...]) -> tuple[str, ...]:
+    """``ops`` with every edge whose result never reaches the cell's output set to ``none``: such an edge is dead
+    code, whose MACs the traced complexity count leaves out (node 3 is the output; node j < 3 reaches it through
+    a chain of non-``none`` edges)."""
+    reaches = {3}
+    for node in (2, 1):
+        if any(ops[NB201_EDGES.index((to, node))] != "none" and to in reaches for to in range(node + 1, 4)):
+            reaches.add(node)
+    return tuple(op if to in reaches else "none" for (to, _), op in zip(NB201_EDGES, ops))
 
 
 def _multiset(ops: tuple[str, ...]) -> tuple[int, ...]:
@@ -68,7 +81,7 @@ def cell_counts(path: Path = COUNTS_FILE) -> Callable[[tuple[str, ...]], tuple[i
             table = {tuple(int(r[o]) for o in NB201_OPS): (int(r["macs"]), int(r["params"])) for r in csv.DictReader(f)}
     else:
         table = count_multisets()
-    return lambda ops: table[_multiset(tuple(ops))]
+    return lambda ops: (table[_multiset(live_ops(tuple(ops)))][0], table[_multiset(tuple(ops))][1])
 
 
 def hypervolume(points: list[tuple[float, float]], *, ref_macs: float) -> float:
@@ -92,7 +105,7 @@ def true_front_hv() -> tuple[float, float]:
 
 
 def _config(*, sampler: str, trials: int, seed: int, data_dir: str | None, ray_tmp: str,
-            counts_file: str | None = None) -> Any:
+            counts_file: str | None = None, objectives: list[str] | None = None) -> Any:
     """configs/nb201.yaml for one seeded search, one trial at a time; ``counts_file``: a complexity count cache
     shared by the searches (evaluators/complexity.py), so each cell is counted once per bench run."""
     from .config import parse_config
@@ -100,7 +113,9 @@ def _config(*, sampler: str, trials: int, seed: int, data_dir: str | None, ray_t
     raw = yaml.safe_load(CONFIG_FILE.read_text())
     if counts_file is not None:
         raw.setdefault("evaluators", {})["complexity"] = {"cache_file": counts_file}
-    raw["name"] = f"bench-{sampler}-s{seed}"
+    raw["name"] = f"bench-{sampler}-s{seed}" + ("" if objectives is None else "-" + "-".join(objectives))
+    if objectives is not None:
+        raw["objectives"] = list(objectives)
     raw["data"] = {"name": "cifar10", "data_dir": data_dir}
     raw["search"] = {"sampler": sampler, "n_trials": trials, "max_concurrent": 1, "seed": seed}
     raw["ray"] = {"num_cpus": 1, "cpus_per_trial": 1, "temp_dir": ray_tmp, "trial_logs": False}
@@ -108,7 +123,8 @@ def _config(*, sampler: str, trials: int, seed: int, data_dir: str | None, ray_t
 
 
 def one_search(cfg: Any, results: Path) -> tuple[list[tuple[float, float]], float]:
-    """Run one search; return its trials' (val_acc, macs) in trial order and the overhead in s/trial."""
+    """Run one search; return its trials' (val_acc, macs) in trial order and the overhead in s/trial (either metric
+    may be an objective or only recorded)."""
     from .run import search_from_config
 
     t0 = time.perf_counter()
@@ -116,7 +132,20 @@ def one_search(cfg: Any, results: Path) -> tuple[list[tuple[float, float]], floa
     wall = time.perf_counter() - t0
     done = sorted((t for t in study.get_trials(deepcopy=False) if t.values is not None), key=lambda t: t.number)
     evals = sum(float(t.user_attrs.get("eval_seconds", 0.0)) for t in done)
-    return [(t.values[0], t.values[1]) for t in done], (wall - evals) / max(1, len(done))
+    def metric(t: Any, name: str) -> float:
+        return float(t.values[cfg.objectives.index(name)] if name in cfg.objectives else t.user_attrs[name])
+
+    return [(metric(t, "val_acc"), metric(t, "macs")) for t in done], (wall - evals) / max(1, len(done))
+
+
+def search_points(*, sampler: str, trials: int, seed: int, objectives: list[str], results: Path, ray_tmp: str,
+                  data_dir: str | None = None, counts_file: str | None = None) -> list[tuple[float, float]]:
+    """One search of configs/nb201.yaml on ``objectives`` in its own folder under ``results``; its trials'
+    (val_acc, macs) in trial order (a re-proposal answered from the storage is a trial too). ``counts_file``:
+    a complexity count cache shared with other searches (:func:`_config`)."""
+    cfg = _config(sampler=sampler, trials=trials, seed=seed, data_dir=data_dir, ray_tmp=ray_tmp,
+                  objectives=objectives, counts_file=counts_file)
+    return one_search(cfg, results)[0]
 
 
 def bench_space(space: str = "nb201", *, sampler: str = "tpe", trials: int = 100, seeds: int = 10,

@@ -1,4 +1,4 @@
-"""Optuna's own samplers with the settings a NAS budget wants: TPE (the default), NSGA-II, random."""
+"""Optuna's own samplers with the settings a NAS budget wants: TPE (the default), NSGA-II, random, GP."""
 from __future__ import annotations
 
 import optuna
@@ -26,6 +26,14 @@ def random_sampler(*, seed: int, n_trials: int) -> optuna.samplers.RandomSampler
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def gp_sampler(*, seed: int, n_trials: int) -> optuna.samplers.GPSampler:
+    """Optuna's Gaussian-process sampler with its own defaults (10 random start-up trials; log EI, or log EHVI
+    for several objectives); its categorical kernel handles the architecture choices. The budget does not change
+    it."""
+    return optuna.samplers.GPSampler(seed=seed)
+
+
 SAMPLERS.register("tpe", tpe_sampler)
 SAMPLERS.register("nsga2", nsga2_sampler)
 SAMPLERS.register("random", random_sampler)
+SAMPLERS.register("gp", gp_sampler)

@@ -31,6 +31,19 @@ def test_the_committed_counts_match_direct_counts_of_random_cells():
         assert counts(ops) == (c["macs"], c["params"])
 
 
+def test_cells_with_dead_edges_count_only_their_live_edges():
+    """An edge whose result never reaches the cell's output is left out of the traced count; the shortcut agrees."""
+    counts = cell_counts()
+    rng = random.Random(2)
+    cells = [("conv3x3", "conv3x3", "conv3x3", "none", "none", "none"),  # output cut off: no cell MACs at all
+             ("conv3x3", "none", "conv1x1", "none", "none", "conv3x3"),  # chain 0→1→2→3: all live
+             ("conv3x3", "conv3x3", "none", "skip", "none", "none")]  # only 3←0 is live
+    cells += [tuple(rng.choice(["none", "none", "conv3x3", "conv1x1"]) for _ in range(6)) for _ in range(3)]
+    for ops in cells:
+        c = count_complexity(build_model(nb201(ops), num_classes=10, in_chans=3), input_size=32, in_chans=3)
+        assert counts(ops) == (c["macs"], c["params"]), ops
+
+
 def _grid_hv(points, ref):
     """Hypervolume by the union of boxes on the grid of the points' own coordinates."""
     accs = sorted({0.0, *(a for a, _ in points)})
