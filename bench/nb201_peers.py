@@ -57,6 +57,11 @@ def budget(sampler: str, trials: int) -> int:
     return 2 * trials if sampler == BASELINE else trials
 
 
+def mo_budget(sampler: str, trials: int) -> int:
+    """Two-objective searches stop at the last MO checkpoint (twice that for random search)."""
+    return budget(sampler, min(trials, MO_CHECKPOINTS[-1]))
+
+
 def best_curve(points: list[tuple[float, float]], ks: list[int]) -> dict[int, float]:
     return {k: max(a for a, _ in points[:k]) for k in ks if k <= len(points)}
 
@@ -143,13 +148,14 @@ def run(*, samplers: list[str], peers: bool, seeds: int, trials: int, data_dir: 
                 kw = {"sampler": sampler, "trials": n, "seed": seed, "results": folder, "ray_tmp": ray_tmp,
                       "data_dir": data_dir, "counts_file": str(tmp / "complexity.sqlite")}
                 so = search_points(objectives=SO, **kw)
-                record(f"ours {sampler}", seed, n, so, search_points(objectives=MO, **kw))
+                mo = search_points(objectives=MO, **{**kw, "trials": mo_budget(sampler, trials)})
+                record(f"ours {sampler}", seed, n, so, mo)
         for name in PEERS if peers else ():
             for seed in range(seeds):
                 n = budget(name, trials)
                 so = peer_points(name, objectives=SO, trials=n, seed=seed, lookup=lookup)
-                record(f"syne-tune {name}", seed, n, so, peer_points(name, objectives=MO, trials=n, seed=seed,
-                                                                  lookup=lookup))
+                mo = peer_points(name, objectives=MO, trials=mo_budget(name, trials), seed=seed, lookup=lookup)
+                record(f"syne-tune {name}", seed, n, so, mo)
     finally:
         if samplers:
             import ray
