@@ -216,7 +216,20 @@ def bench(table: dict[str, Any], *, seeds: int, trials: int | None, eta: float, 
     n = len(table["rows"]) if trials is None else min(trials, len(table["rows"]))
     return {"settings": {"seeds": seeds, "trials": n, "eta": eta, "grace_period": 1, "max_t": table["max_t"],
                          "concurrent": concurrent, "objectives": list(objectives), "rankings": list(rankings)},
+            "rung_fidelity": rung_fidelity(table["rows"], max_t=table["max_t"], eta=eta),
             "summary": summary, "per_seed": per_seed}
+
+
+def rung_fidelity(rows: Sequence[dict[str, Any]], *, max_t: int, eta: float) -> dict[int, float]:
+    """Spearman ρ (scipy) between every row's accuracy at each rung epoch and at ``max_t``: how well a rung
+    foresees the final ranking by accuracy."""
+    from scipy.stats import spearmanr
+
+    from search.schedulers.mo_asha import rung_milestones
+
+    final = [r["val_acc"][max_t - 1] for r in rows]
+    return {int(m): float(spearmanr([r["val_acc"][int(m) - 1] for r in rows], final)[0])
+            for m in rung_milestones(1, eta, max_t)}
 
 
 def _sd(xs: Sequence[float]) -> float:
@@ -231,6 +244,8 @@ def format_report(result: dict[str, Any]) -> str:
     for name, m in result["summary"].items():
         lines.append(f"{name:<16}{m['compute_mean']:>10.1%} ± {m['compute_sd']:<5.1%}{m['hv_mean']:>10.3f} ± "
                      f"{m['hv_sd']:<5.3f}{m['complete_mean']:>10.1f}{m['aim_met']:>5}/{s['seeds']}")
+    rho = ", ".join(f"epoch {m}: {r:.2f}" for m, r in result["rung_fidelity"].items())
+    lines.append(f"Spearman ρ of val_acc at each rung with val_acc at max_t, over the table: {rho}")
     lines.append(f"compute: trial-epochs / (trials × max_t); hypervolume: of the complete trials, fraction of "
                  f"none's; aim: ≤ {AIM[0]:.0%} compute for ≥ {AIM[1]:.0%} hypervolume")
     return "\n".join(lines)

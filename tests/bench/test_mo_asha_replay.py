@@ -117,3 +117,10 @@ def test_hand_table_syne_tune_agrees_and_the_documented_difference_shows(rp):
     syne = rp.replay(diff, rp.SyneTune(objectives=objectives, max_t=9, eta=3), objectives=objectives, max_t=9)
     assert ours == ([9, 1, 1, 9], {0, 3})
     assert syne == ([9, 1, 1, 1], {0})
+
+
+def test_rung_fidelity_is_the_rank_correlation_with_the_final_accuracy(rp):
+    rows = [{"val_acc": [0.1 * k, 0.2 * k, 0.5 * k, 0.9 * k]} for k in (1, 2, 3)]  # same order at every epoch
+    assert rp.rung_fidelity(rows, max_t=4, eta=3) == {1: pytest.approx(1.0), 3: pytest.approx(1.0)}
+    rows = [{"val_acc": [0.3 - 0.1 * k, 0.1 * k, 0.2 * k, 0.9 * k]} for k in (1, 2, 3)]  # reversed at epoch 1
+    assert rp.rung_fidelity(rows, max_t=4, eta=3)[1] == pytest.approx(-1.0)
