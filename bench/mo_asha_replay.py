@@ -6,8 +6,9 @@
 
 No training: every trial is a row of the table (bench/curve_table.py), whose validation accuracy after each epoch
 was measured once. For each seed the table's architectures arrive in a seeded random order (``--trials`` of them,
-default all); ``--concurrent k`` runs k at a time, one epoch each in turn (a finished or stopped trial's slot goes
-to the next arrival). After every epoch a trial reports its objective vector at that epoch (accuracy after e
+default all); ``--concurrent k`` runs k at a time on k simulated workers, each epoch lasting the row's measured
+seconds / max_t, reports handled in the order their epochs end (a finished or stopped trial's worker takes the next
+arrival). After every epoch a trial reports its objective vector at that epoch (accuracy after e
 epochs, its MACs) to the scheduler, which says continue or stop. The schedulers, on the same arrivals:
 
 - ``none``: every trial trains all ``max_t`` epochs (the full-budget run every other is measured against);
@@ -139,23 +140,39 @@ class SyneTune:
 
 def replay(rows: Sequence[dict[str, Any]], policy: Any, *, objectives: Sequence[str], max_t: int,
            concurrent: int = 1) -> tuple[list[int], set[int]]:
-    """Run ``rows`` (trial i = rows[i], arriving in that order) under ``policy``, ``concurrent`` at a time;
-    the epochs each trial trained and the set of trials that trained all ``max_t``."""
+    """Run ``rows`` (trial i = rows[i], arriving in that order) under ``policy`` on ``concurrent`` workers; the epochs
+    each trial trained and the set of trials that trained all ``max_t``.
+
+    Simulated time: an epoch of row i lasts its measured ``seconds / max_t`` (1 when the row has no ``seconds``);
+    reports are handled in the order epochs end (ties: the earlier-started trial first), and a worker whose trial
+    completes or stops starts the next arrival at once."""
+    import heapq
+
     trained, complete = [0] * len(rows), set()
-    waiting, active = list(range(len(rows))), []
-    while waiting or active:
-        while len(active) < concurrent and waiting:
-            active.append(waiting.pop(0))
-            policy.add(active[-1])
-        for i in list(active):
-            trained[i] = e = trained[i] + 1
-            values = [value_at(rows[i], o, e) for o in objectives]
-            if e == max_t:
-                policy.complete(i, e, values)
-                complete.add(i)
-                active.remove(i)
-            elif not policy.report(i, e, values):
-                active.remove(i)
+    epoch = [float(r.get("seconds", max_t)) / max_t for r in rows]
+    running: list[tuple[float, int]] = []  # (time its current epoch ends, trial)
+    waiting = iter(range(len(rows)))
+
+    def start(now: float) -> None:
+        i = next(waiting, None)
+        if i is not None:
+            policy.add(i)
+            heapq.heappush(running, (now + epoch[i], i))
+
+    for _ in range(concurrent):
+        start(0.0)
+    while running:
+        now, i = heapq.heappop(running)
+        trained[i] = e = trained[i] + 1
+        values = [value_at(rows[i], o, e) for o in objectives]
+        if e == max_t:
+            policy.complete(i, e, values)
+            complete.add(i)
+            start(now)
+        elif policy.report(i, e, values):
+            heapq.heappush(running, (now + epoch[i], i))
+        else:
+            start(now)
     return trained, complete
 
 
@@ -183,20 +200,22 @@ def policies(names: Sequence[str], *, objectives: Sequence[str], max_t: int, eta
 def run_seed(rows: Sequence[dict[str, Any]], names: Sequence[str], *, seed: int, trials: int | None,
              objectives: Sequence[str], max_t: int, eta: float, concurrent: int) -> dict[str, dict[str, Any]]:
     """One seed: every scheduler on the same arrivals; per scheduler its compute and hypervolume fractions."""
-    from search.pareto import hypervolume, normalise, reference_point
+    from search.pareto import hypervolume, non_dominated_sort, normalise, reference_point
 
     order = np.random.default_rng(seed).permutation(len(rows))[:trials]
     arrivals = [rows[i] for i in order]
     every = losses(arrivals, objectives, max_t=max_t)
     ref = reference_point(len(objectives))
     full = hypervolume(normalise(every), ref)
+    front = set(np.flatnonzero(non_dominated_sort(every) == 0).tolist())
     out = {}
     for name, policy in policies(names, objectives=objectives, max_t=max_t, eta=eta).items():
         trained, complete = replay(arrivals, policy, objectives=objectives, max_t=max_t, concurrent=concurrent)
         kept = every[sorted(complete)]
         hv = hypervolume(normalise(kept, over=every), ref) if len(kept) else 0.0
         out[name] = {"compute": sum(trained) / (len(arrivals) * max_t), "hv": hv / full if full > 0 else float("nan"),
-                     "complete": len(complete), "epochs": trained}
+                     "complete": len(complete), "front_kept": len(front & complete) / len(front),
+                     "front_size": len(front), "epochs": trained}
     return out
 
 
@@ -212,6 +231,7 @@ def bench(table: dict[str, Any], *, seeds: int, trials: int | None, eta: float, 
         h = [r[name]["hv"] for r in per_seed]
         summary[name] = {"compute_mean": statistics.fmean(c), "compute_sd": _sd(c), "hv_mean": statistics.fmean(h),
                          "hv_sd": _sd(h), "complete_mean": statistics.fmean(r[name]["complete"] for r in per_seed),
+                         "front_kept_mean": statistics.fmean(r[name]["front_kept"] for r in per_seed),
                          "aim_met": sum(ci <= AIM[0] and hi >= AIM[1] for ci, hi in zip(c, h))}
     n = len(table["rows"]) if trials is None else min(trials, len(table["rows"]))
     return {"settings": {"seeds": seeds, "trials": n, "eta": eta, "grace_period": 1, "max_t": table["max_t"],
@@ -238,16 +258,21 @@ def _sd(xs: Sequence[float]) -> float:
 
 def format_report(result: dict[str, Any]) -> str:
     s = result["settings"]
-    lines = [f"{s['trials']} trials × max_t {s['max_t']} epochs, η={s['eta']:g}, grace 1, {s['concurrent']} at a time, "
+    lines = [f"{s['trials']} trials × max_t {s['max_t']} epochs, η={s['eta']:g}, grace 1, "
+             f"{s['concurrent']} at a time, "
              f"objectives {', '.join(s['objectives'])}, {s['seeds']} seeds (mean ± sd)",
-             f"{'scheduler':<16}{'compute':>17}{'hypervolume':>17}{'complete':>10}{'aim met':>9}"]
+             f"{'scheduler':<16}{'compute':>17}{'hypervolume':>17}{'complete':>10}{'front kept':>12}{'aim met':>9}"]
     for name, m in result["summary"].items():
         lines.append(f"{name:<16}{m['compute_mean']:>10.1%} ± {m['compute_sd']:<5.1%}{m['hv_mean']:>10.3f} ± "
-                     f"{m['hv_sd']:<5.3f}{m['complete_mean']:>10.1f}{m['aim_met']:>5}/{s['seeds']}")
+                     f"{m['hv_sd']:<5.3f}{m['complete_mean']:>10.1f}{m['front_kept_mean']:>12.0%}"
+                     f"{m['aim_met']:>5}/{s['seeds']}")
+    size = statistics.fmean(r["none"]["front_size"] for r in result["per_seed"])
+    lines.append(f"the full-budget front holds {size:.1f} trials on average")
     rho = ", ".join(f"epoch {m}: {r:.2f}" for m, r in result["rung_fidelity"].items())
     lines.append(f"Spearman ρ of val_acc at each rung with val_acc at max_t, over the table: {rho}")
     lines.append(f"compute: trial-epochs / (trials × max_t); hypervolume: of the complete trials, fraction of "
-                 f"none's; aim: ≤ {AIM[0]:.0%} compute for ≥ {AIM[1]:.0%} hypervolume")
+                 f"none's; front kept: share of none's Pareto-optimal trials that completed; aim: ≤ {AIM[0]:.0%} "
+                 f"compute for ≥ {AIM[1]:.0%} hypervolume")
     return "\n".join(lines)
 
 
@@ -267,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rankings = args.ranking.split(",")
     bad = [r for r in rankings if r not in RANKINGS]
-    if bad or args.seeds < 1 or args.concurrent < 1 or not args.eta > 1 or (args.trials is not None and args.trials < 1):
+    small = args.seeds < 1 or args.concurrent < 1 or (args.trials is not None and args.trials < 1)
+    if bad or small or not args.eta > 1:
         field = "--ranking" if bad else "--seeds/--concurrent/--trials (>= 1), --eta (> 1)"
         print(f"{field}: invalid; valid rankings: {', '.join(RANKINGS)}", file=sys.stderr)
         return 2

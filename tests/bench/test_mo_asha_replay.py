@@ -124,3 +124,34 @@ def test_rung_fidelity_is_the_rank_correlation_with_the_final_accuracy(rp):
     assert rp.rung_fidelity(rows, max_t=4, eta=3) == {1: pytest.approx(1.0), 3: pytest.approx(1.0)}
     rows = [{"val_acc": [0.3 - 0.1 * k, 0.1 * k, 0.2 * k, 0.9 * k]} for k in (1, 2, 3)]  # reversed at epoch 1
     assert rp.rung_fidelity(rows, max_t=4, eta=3)[1] == pytest.approx(-1.0)
+
+
+class _Log:
+    """Continues every trial and records the reports in the order they arrive."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def add(self, trial: int) -> None:
+        self.seen.append((trial, 0))
+
+    def report(self, trial: int, epoch: int, values) -> bool:
+        self.seen.append((trial, epoch))
+        return True
+
+    def complete(self, trial: int, epoch: int, values) -> None:
+        self.report(trial, epoch, values)
+
+
+def test_concurrent_workers_report_in_the_order_epochs_end(rp):
+    rows = [{"val_acc": [0.5] * 3, "seconds": 9.0}, {"val_acc": [0.5] * 3, "seconds": 3.0},
+            {"val_acc": [0.5] * 3, "seconds": 6.0}]  # epochs of 3 s, 1 s, 2 s
+    log = _Log()
+    assert rp.replay(rows, log, objectives=["val_acc"], max_t=3, concurrent=2) == ([3, 3, 3], {0, 1, 2})
+    # t=1: T1 e1; t=2: T1 e2; t=3: T0 e1 and T1 e3 (tie: T0 started first), T2 starts; t=5: T2 e1;
+    # t=6: T0 e2; t=7: T2 e2; t=9: T0 e3, T2 e3
+    assert log.seen == [(0, 0), (1, 0), (1, 1), (1, 2), (0, 1), (1, 3), (2, 0), (2, 1), (0, 2), (2, 2), (0, 3),
+                        (2, 3)]
+    sequential = _Log()
+    rp.replay(rows, sequential, objectives=["val_acc"], max_t=3, concurrent=1)
+    assert sequential.seen == [(i, e) for i in range(3) for e in range(4)]
