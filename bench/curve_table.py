@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     spent = sum(r["seconds"] for r in rows)
     todo = [(p, a) for p, a in archs[:args.archs] if a.arch_id not in done]
     print(f"{len(rows)} rows in {args.out.name}; {len(todo)} to train × {args.epochs} epochs", flush=True)
-    for i, (params, arch) in enumerate(todo):
+    for params, arch in todo:
         row = {"arch_id": arch.arch_id, "choice": params, **train_one(evaluate, arch)}
         rows.append(row)
         spent += row["seconds"]
