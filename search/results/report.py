@@ -6,9 +6,12 @@ it opens offline) and beside it ``pareto.png``, ``history.png``, ``importance.pn
 objectives, then MACs, FLOPs...; front highlighted; presets from ``nas compare`` overlaid when
 ``compare.json`` exists), the optimisation history and hypervolume, fANOVA parameter importances per objective, parallel
 coordinates of the choices, trial states and durations, and a table of the front with each
-architecture's YAML and its ``nas show`` summary (params, fvcore FLOPs, conv+linear MACs, layers).
+architecture's YAML and its ``nas show`` summary (params, fvcore FLOPs, conv+linear MACs, layers). When the export
+wrote ``front_latency.json`` (:mod:`.front_latency`), the latency plot and the front and preset tables also show
+each architecture's re-measured latency with its 95% interval (error bars, a column).
 
-It reads only the storage (:func:`search.results.export.open_run`) plus ``compare.json``, so it works on a
+It reads only the storage (:func:`search.results.export.open_run`) plus ``compare.json`` and
+``front_latency.json``, so it works on a
 finished run, a resumed one and one still running (RUNNING trials are shown with their time so far).
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from evaluators import latency_timing as lt
-from evaluators.latency_protocol import REFERENCE_ROUNDS, ROUND_REPEATS, reference_arch
+from evaluators.latency_protocol import REFERENCE_ROUNDS, reference_arch
 from search import parse_config
 from search.cli import main
 from search.results import front_latency as fl
