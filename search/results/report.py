@@ -51,11 +51,11 @@ class RunView:
     presets: list[dict[str, Any]] = field(default_factory=list)
     front_latency: dict[str, Any] | None = None
 
-    def remeasured(self, kind: str, name: str) -> dict[str, Any] | None:
-        """The ``front_latency.json`` row of a trial (``kind`` ``trial``, ``name`` its number) or a preset."""
+    def remeasured(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The ``front_latency.json`` row of a trial's architecture (``kind`` ``trial``, ``key`` its arch_id: a
+        repeat of a front architecture shares its row) or of a preset (``key`` its name)."""
         for r in (self.front_latency or {}).get("rows", []):
-            if (r["kind"] == "preset") == (kind == "preset") and str(r["number"] if kind == "trial" else
-                                                                     r["name"]) == str(name):
+            if (r["kind"] == "preset") == (kind == "preset") and r["arch_id" if kind == "trial" else "name"] == key:
                 return r
         return None
 
@@ -199,8 +199,8 @@ def _pareto_caption(view: RunView) -> str:
     return text
 
 
-def _remeasured_cell(view: RunView, kind: str, name: Any) -> str:
-    r = view.remeasured(kind, name)
+def _remeasured_cell(view: RunView, kind: str, key: str) -> str:
+    r = view.remeasured(kind, key)
     if r is None:
         return ""
     return html.escape(f"{r['latency_ms']:.4g} ms [{r['lo_ms']:.4g}, {r['hi_ms']:.4g}]")
@@ -223,7 +223,7 @@ def _front_table(view: RunView) -> str:
                   f"<p><code>{html.escape(cmd)}</code></p><table class='small'><tr><th>layer</th><th>type</th>"
                   f"<th>output</th><th>params</th><th>MACs (M)</th></tr>{layers}</table></details>")
         cells = [str(t.number), f"<code>{s['arch_id']}</code>", *(_fmt(o, v) for o, v in zip(obj, t.values)),
-                 *([_remeasured_cell(view, "trial", t.number)] if extra else []), _shown("params", s["params"]),
+                 *([_remeasured_cell(view, "trial", s["arch_id"])] if extra else []), _shown("params", s["params"]),
                  _shown("flops", s["flops"]), _shown("macs", s["macs"]),
                  f"{s['in_chans']}×{s['input_size']}²", detail]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")

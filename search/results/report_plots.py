@@ -152,6 +152,7 @@ def pareto_png(view: "RunView", path: Path) -> None:
         x, y, _, minus, plus = remeasured_series(view, key)
         if x:
             ax.errorbar(x, y, xerr=[minus, plus], fmt="x", color="k", ms=6, capsize=3, label=REMEASURED_SERIES)
+            ax.legend(loc="best", fontsize=8)
         ax.set_xlabel(get_metric(key).label)
         ax.set_ylabel(get_metric("val_acc").label)
         xs = [v for x, _, _ in _pareto_series(view, key).values() for v in x if v and v > 0]
