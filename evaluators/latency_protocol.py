@@ -12,7 +12,7 @@ so numbers measured at different moments against the same stored reference are c
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -66,29 +66,57 @@ def interleave(candidate: Rounds, reference: Rounds, *, ci: float = 0.02, max_se
     Returns ``ratio`` (median of the round ratios), ``ratio_lo``/``ratio_hi`` (its interval), ``rounds``,
     ``seconds`` and the medians of each side's round medians (``candidate_ms``, ``reference_ms``: this moment's
     absolute numbers, for reference only)."""
+    return interleave_many({"candidate": candidate}, reference, ci=ci, max_seconds=max_seconds,
+                           min_rounds=min_rounds, max_rounds=max_rounds, warmup=warmup, repeats=repeats)["candidate"]
+
+
+def interleave_many(candidates: Mapping[str, Rounds], reference: Rounds, *, ci: float = 0.02,
+                    max_seconds: float = 10.0, min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
+                    warmup: int = ROUND_WARMUP, repeats: int = ROUND_REPEATS) -> dict[str, dict[str, float]]:
+    """:func:`interleave` for several candidates in one session: every round visits each candidate once, each
+    beside a reference round of its own (AB in even rounds, BA in odd ones), the candidates' order rotating by
+    one per round, so the machine's drift over the session hits every candidate alike. Rounds continue until every
+    candidate's interval is within ``ci`` of its ratio (at least ``min_rounds``, at most ``max_rounds``) or
+    ``max_seconds`` passed; every candidate gets the same number of rounds. Returns :func:`interleave`'s keys per
+    candidate name (``seconds``: the whole session's)."""
+    names = list(candidates)
+    if not names:
+        raise ValueError("interleave_many: no candidates")
     clock = latency_timing.CLOCK
     start = clock.now()
-    ratios: list[float] = []
-    a_ms: list[float] = []
-    b_ms: list[float] = []
-    while len(ratios) < max_rounds:
-        if len(ratios) % 2:
-            b = round_estimate(reference(warmup, repeats))
-            a = round_estimate(candidate(warmup, repeats))
-        else:
-            a = round_estimate(candidate(warmup, repeats))
-            b = round_estimate(reference(warmup, repeats))
-        a_ms.append(a)
-        b_ms.append(b)
-        ratios.append(a / b)
-        if len(ratios) >= min_rounds:
-            lo, hi = median_ci(ratios)
-            if (hi - lo) / 2 <= ci * float(np.median(ratios)) or clock.now() - start >= max_seconds:
+    ratios: dict[str, list[float]] = {n: [] for n in names}
+    a_ms: dict[str, list[float]] = {n: [] for n in names}
+    b_ms: dict[str, list[float]] = {n: [] for n in names}
+    done = 0
+    while done < max_rounds:
+        for name in names[done % len(names):] + names[:done % len(names)]:
+            if done % 2:
+                b = round_estimate(reference(warmup, repeats))
+                a = round_estimate(candidates[name](warmup, repeats))
+            else:
+                a = round_estimate(candidates[name](warmup, repeats))
+                b = round_estimate(reference(warmup, repeats))
+            a_ms[name].append(a)
+            b_ms[name].append(b)
+            ratios[name].append(a / b)
+        done += 1
+        if done >= min_rounds:
+            narrow = all(_half_width(r) <= ci * float(np.median(r)) for r in ratios.values())
+            if narrow or clock.now() - start >= max_seconds:
                 break
+    seconds = clock.now() - start
+    out = {}
+    for name in names:
+        lo, hi = median_ci(ratios[name])
+        out[name] = {"ratio": float(np.median(ratios[name])), "ratio_lo": lo, "ratio_hi": hi, "rounds": done,
+                     "seconds": seconds, "candidate_ms": float(np.median(a_ms[name])),
+                     "reference_ms": float(np.median(b_ms[name]))}
+    return out
+
+
+def _half_width(ratios: Sequence[float]) -> float:
     lo, hi = median_ci(ratios)
-    return {"ratio": float(np.median(ratios)), "ratio_lo": lo, "ratio_hi": hi, "rounds": len(ratios),
-            "seconds": clock.now() - start, "candidate_ms": float(np.median(a_ms)),
-            "reference_ms": float(np.median(b_ms))}
+    return (hi - lo) / 2
 
 
 class ReferenceLatency:

@@ -71,10 +71,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .results.export import export_run
 
-    export_run(Path(args.run_dir), onnx=args.onnx)
+    export_run(Path(args.run_dir), onnx=args.onnx, remeasure=args.remeasure, remeasure_seconds=args.remeasure_seconds)
     return 0
 
 
@@ -204,7 +215,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .results.compare import compare_presets
 
     compare_presets(Path(args.run_dir), args.presets.split(","), data_dir=args.data_dir, threads=args.threads,
-                    force=args.force, out=lambda s: print(s, flush=True))
+                    force=args.force, remeasure=args.remeasure, out=lambda s: print(s, flush=True))
     return 0
 
 
@@ -226,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--onnx", action="store_true",
                    help="also write pareto/<arch_id>.onnx (untrained weights: for shapes and latency)")
+    e.add_argument("--no-remeasure", dest="remeasure", action="store_false",
+                   help="do not time the front again (front_latency.csv; docs/latency.md)")
+    e.add_argument("--remeasure-seconds", type=positive_float, default=None,
+                   help="cap of that session (default: latency.max_seconds × the number of architectures)")
     e.set_defaults(func=cmd_export)
 
     ox = sub.add_parser("onnx", help="export an architecture to ONNX (opset 18, dynamic batch), checked by "
@@ -315,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--data-dir", default=None, help="where the run's data set lives now (default: the config's)")
     cp.add_argument("--threads", type=positive_int, default=None, help="default: the run's ray.cpus_per_trial")
     cp.add_argument("--force", action="store_true", help="re-measure presets already in compare.json")
+    cp.add_argument("--no-remeasure", dest="remeasure", action="store_false",
+                    help="do not time the front and the presets again together afterwards (front_latency.csv)")
     cp.set_defaults(func=cmd_compare, bad_input=(ValueError,))
 
     bs = sub.add_parser("bench-space", help="repeated searches on a tabular benchmark: best accuracy, hypervolume, "

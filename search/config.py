@@ -94,7 +94,9 @@ class LatencyConfig(_Model):
     ``protocol``: ``plain`` (``warmup`` + ``repeats`` passes, median of those not preempted) or ``interleaved``
     (alternating rounds with the ``wrn-16-1`` reference until the ratio's 95% interval is within ``ci`` of it or
     ``max_seconds`` passed; latency = ratio × the reference's latency, calibrated once with ``warmup``/``repeats``
-    and stored in the run folder and in ``lock_dir``; evaluators/latency_protocol.py)."""
+    and stored in the run folder and in ``lock_dir``; evaluators/latency_protocol.py). ``remeasure_front``: the
+    export times the front (and compared presets) again in one interleaved session (``front_latency.csv``;
+    search/results/front_latency.py) when ``latency_ms`` is an objective or a limit."""
 
     device: str = "cpu"
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
@@ -108,6 +110,7 @@ class LatencyConfig(_Model):
     protocol: Literal["plain", "interleaved"] = "plain"
     ci: float = Field(0.02, gt=0.0, lt=1.0)
     max_seconds: float = Field(10.0, gt=0.0)
+    remeasure_front: bool = True
 
     @field_validator("device")
     @classmethod

@@ -21,7 +21,8 @@ RUN_FILE = "run.json"
 ENV_STORAGE = "env:NAS_STORAGE_URL"
 
 RESUMABLE = ("name", "plugins", "storage", "search.n_trials", "search.max_concurrent", "ray", "select",
-             "data.download", "latency.lock_dir")
+             "data.download", "latency.lock_dir",
+             "latency.remeasure_front")
 """Config fields that may change on ``--resume`` (README "Resuming after a crash" says why); every other field
 is in the :func:`fingerprint`."""
 

@@ -6,7 +6,9 @@ validation split, seed, proxy budget and latency settings as every trial, and th
 cache (``latency_cache.sqlite``), so latency is measured the way the search measured it (once per
 architecture, behind the machine-wide measurement gate; or predicted from the same table). The
 config's hard ``constraints`` and any test fault injection are lifted, so a preset above a limit is
-still measured (its row lists the limits it exceeds). The front's numbers are the stored ones.
+still measured (its row lists the limits it exceeds). The front's numbers are the stored ones; afterwards the
+front and every compared preset are timed again together in one session (``front_latency.csv``), whose latencies
+are comparable with each other.
 
 A preset is *dominated* by a front architecture when the architecture is at least as good in every
 objective of the run and strictly better in one (Pareto dominance; Deb et al. 2002, §II).
@@ -95,8 +97,10 @@ def _measure(name: str, arch: Arch, evaluate: Any, cfg: Config, out: Callable[[s
 
 def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.storages.BaseStorage | None = None,
                     data_dir: str | None = None, threads: int | None = None, force: bool = False,
-                    out: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure ``presets`` under the run's proxy evaluation; write compare.json/.csv; return the document."""
+                    remeasure: bool = True, out: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure ``presets`` under the run's proxy evaluation; write compare.json/.csv; return the document.
+    ``remeasure`` (and the config's ``latency.remeasure_front``): then time the front and every compared preset
+    again in one session (``front_latency.csv``, :mod:`.front_latency`), so their latencies are comparable."""
     from ..evaluation import ArchEvaluation, load_data
 
     run_dir = Path(run_dir)
@@ -130,6 +134,10 @@ def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.st
         _write(run_dir, head, front_rows, rows)  # after every preset: an interruption keeps what is done
     doc = _write(run_dir, head, front_rows, rows)
     out(format_table(doc))
+    if remeasure and cfg.latency.remeasure_front:
+        from .front_latency import remeasure_run
+
+        remeasure_run(run_dir, study, cfg, out=out)
     return doc
 
 

@@ -3,7 +3,9 @@
 Writes into the run folder: ``trials.csv`` (one row per trial: number, state, arch_id, the
 objectives, every other metric of the table some trial recorded, duration, failure reason),
 ``pareto/<arch_id>.yaml`` for the Pareto front (each architecture once: its earliest trial), ``best.yaml`` by the config's ``select`` rule,
-``pareto.png`` and ``summary.json``.
+``pareto.png`` and ``summary.json``; when the run uses latency, ``front_latency.csv``/``.json``: the front, the best
+and the compared presets timed again in one session (:mod:`.front_latency`). Selection and the front use the
+stored numbers.
 """
 from __future__ import annotations
 
@@ -109,11 +111,14 @@ def select_best(trials: list[FrozenTrial], cfg: Config) -> FrozenTrial | None:
 
 
 def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = None,
-               out: Callable[[str], None] = print, onnx: bool = False) -> dict[str, Any]:
+               out: Callable[[str], None] = print, onnx: bool = False, remeasure: bool = True,
+               remeasure_seconds: float | None = None) -> dict[str, Any]:
     """Write trials.csv, pareto/, best.yaml, pareto.png and summary.json; return the summary.
 
     ``onnx``: also ``pareto/<arch_id>.onnx`` beside each front YAML, with seeded untrained weights (for
-    shapes and latency; ``nas onnx ARCH --weights model.pt`` exports a retrained one)."""
+    shapes and latency; ``nas onnx ARCH --weights model.pt`` exports a retrained one). ``remeasure`` (and the
+    config's ``latency.remeasure_front``): time the front again (:func:`.front_latency.remeasure`, capped at
+    ``remeasure_seconds``)."""
     run_dir = Path(run_dir)
     study, cfg = open_run(run_dir, storage)
     trials = study.get_trials(deepcopy=False)
@@ -143,6 +148,11 @@ def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = N
         (run_dir / "best.yaml").write_text(best.user_attrs["arch_yaml"])
     elif (run_dir / "best.yaml").exists():
         (run_dir / "best.yaml").unlink()
+    timed = None
+    if remeasure and cfg.latency.remeasure_front:
+        from .front_latency import remeasure_run
+
+        timed = remeasure_run(run_dir, study, cfg, max_seconds=remeasure_seconds, out=out)
     states = {s.name: sum(t.state == s for t in trials) for s in TrialState}
     summary = {
         "study_name": study.study_name, "objectives": objectives,
@@ -155,15 +165,22 @@ def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = N
                                             **dict(zip(objectives, best.values))},
         "select": cfg.select.model_dump(),
         "faults": fault_summary(trials),
+        "front_latency": None if timed is None else {"file": "front_latency.csv", **timed["session"]},
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if complete:
         plot_front(run_dir / "pareto.png", complete, front, objectives)
-    out(f"exported {len(trials)} trials ({summary['states']}); front of {len(front)} → {pareto}/")
+    out(f"exported {len(trials)} trials ({summary['states']}); front of {len(front)} (by the stored values) "
+        f"→ {pareto}/")
     if best is not None:
         vals = ", ".join(f"{k}={v:.4g}" for k, v in zip(objectives, best.values))
-        out(f"best (rule: highest val_acc within select budgets): trial {best.number} "
+        out(f"best (rule: highest val_acc within select budgets, on the stored values): trial {best.number} "
             f"{best.user_attrs.get('arch_id')} {vals} → {run_dir / 'best.yaml'}")
+        from .front_latency import check_budget
+
+        warning = check_budget(timed, cfg, best)
+        if warning:
+            out(warning)
     else:
         out("no complete trial satisfies the select budgets; best.yaml not written")
     return summary

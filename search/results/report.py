@@ -6,9 +6,12 @@ it opens offline) and beside it ``pareto.png``, ``history.png``, ``importance.pn
 objectives, then MACs, FLOPs...; front highlighted; presets from ``nas compare`` overlaid when
 ``compare.json`` exists), the optimisation history and hypervolume, fANOVA parameter importances per objective, parallel
 coordinates of the choices, trial states and durations, and a table of the front with each
-architecture's YAML and its ``nas show`` summary (params, fvcore FLOPs, conv+linear MACs, layers).
+architecture's YAML and its ``nas show`` summary (params, fvcore FLOPs, conv+linear MACs, layers). When the export
+wrote ``front_latency.json`` (:mod:`.front_latency`), the latency plot and the front and preset tables also show
+each architecture's re-measured latency with its 95% interval (error bars, a column).
 
-It reads only the storage (:func:`search.results.export.open_run`) plus ``compare.json``, so it works on a
+It reads only the storage (:func:`search.results.export.open_run`) plus ``compare.json`` and
+``front_latency.json``, so it works on a
 finished run, a resumed one and one still running (RUNNING trials are shown with their time so far).
 """
 from __future__ import annotations
@@ -29,6 +32,9 @@ from . import report_plots as rp
 from .compare import front_trials, load_compare
 from ..config import Config
 from .export import open_run
+from .front_latency import load_front_latency
+
+REMEASURED = "latency (re-measured, 95% CI)"
 
 PNGS = ("pareto.png", "history.png", "importance.png", "parallel.png", "trials.png")
 
@@ -43,6 +49,15 @@ class RunView:
     trials: list[FrozenTrial]
     front: list[FrozenTrial]
     presets: list[dict[str, Any]] = field(default_factory=list)
+    front_latency: dict[str, Any] | None = None
+
+    def remeasured(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The ``front_latency.json`` row of a trial's architecture (``kind`` ``trial``, ``key`` its arch_id: a
+        repeat of a front architecture shares its row) or of a preset (``key`` its name)."""
+        for r in (self.front_latency or {}).get("rows", []):
+            if (r["kind"] == "preset") == (kind == "preset") and r["arch_id" if kind == "trial" else "name"] == key:
+                return r
+        return None
 
     @property
     def objectives(self) -> list[str]:
@@ -57,7 +72,7 @@ def load_view(run_dir: Path, storage: optuna.storages.BaseStorage | None = None)
     study, cfg = open_run(Path(run_dir), storage)
     compare = load_compare(Path(run_dir)) or {}
     return RunView(Path(run_dir), study, cfg, study.get_trials(deepcopy=False), front_trials(study),
-                   compare.get("presets", []))
+                   compare.get("presets", []), load_front_latency(Path(run_dir)))
 
 
 def arch_summary(t: FrozenTrial, study: optuna.Study) -> dict[str, Any]:
@@ -175,13 +190,27 @@ def _pareto_caption(view: RunView) -> str:
     if view.presets:
         text += (" Diamonds: presets measured by nas compare with the same proxy budget, data and seed "
                  "(filled = not dominated by the front).")
+    if view.front_latency:
+        s = view.front_latency["session"]
+        text += (f" Black crosses on the latency axis: the front and the presets timed again in one interleaved "
+                 f"session at export ({s['measured_at']}, reference {s['reference']} {s['reference_ms']:.4g} ms, "
+                 f"{s['rounds']} rounds), with the 95% interval of each; the front itself and best.yaml are "
+                 f"decided by the stored numbers (dots).")
     return text
+
+
+def _remeasured_cell(view: RunView, kind: str, key: str) -> str:
+    r = view.remeasured(kind, key)
+    if r is None:
+        return ""
+    return html.escape(f"{r['latency_ms']:.4g} ms [{r['lo_ms']:.4g}, {r['hi_ms']:.4g}]")
 
 
 def _front_table(view: RunView) -> str:
     obj = view.objectives
+    extra = [REMEASURED] if view.front_latency else []
     head = "".join(f"<th>{html.escape(k)}</th>" for k in
-                   ["trial", "arch_id", *obj, "params", "FLOPs", "MACs", "input", "architecture"])
+                   ["trial", "arch_id", *obj, *extra, "params", "FLOPs", "MACs", "input", "architecture"])
     rows = []
     for t in sorted(view.front, key=lambda t: -t.values[0]):
         s = arch_summary(t, view.study)
@@ -194,7 +223,8 @@ def _front_table(view: RunView) -> str:
                   f"<p><code>{html.escape(cmd)}</code></p><table class='small'><tr><th>layer</th><th>type</th>"
                   f"<th>output</th><th>params</th><th>MACs (M)</th></tr>{layers}</table></details>")
         cells = [str(t.number), f"<code>{s['arch_id']}</code>", *(_fmt(o, v) for o, v in zip(obj, t.values)),
-                 _shown("params", s["params"]), _shown("flops", s["flops"]), _shown("macs", s["macs"]),
+                 *([_remeasured_cell(view, "trial", s["arch_id"])] if extra else []), _shown("params", s["params"]),
+                 _shown("flops", s["flops"]), _shown("macs", s["macs"]),
                  f"{s['in_chans']}×{s['input_size']}²", detail]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (f"<h2>The front ({len(view.front)} architectures)</h2><p>Each architecture is also in "
@@ -207,15 +237,19 @@ def _compare_table(view: RunView) -> str:
         return ("<h2>Presets</h2><p>None compared yet: <code>nas compare RUN_DIR --presets wrn-16-1,wrn-16-2</code> "
                 "measures hand-designed networks under the same proxy budget and overlays them here.</p>")
     obj = view.objectives
-    head = "".join(f"<th>{k}</th>" for k in ["preset", "arch_id", *obj, "params", "dominated by front trials"])
+    extra = [REMEASURED] if view.front_latency else []
+    head = "".join(f"<th>{k}</th>" for k in ["preset", "arch_id", *obj, *extra, "params",
+                                             "dominated by front trials"])
     rows = []
     for r in view.presets:
         if r.get("status") != "ok":
             rows.append(f"<tr><td>{html.escape(r['name'])}</td><td><code>{r['arch_id']}</code></td>"
-                        f"<td colspan='{len(obj) + 2}'>failed: {html.escape(r.get('reason', ''))}</td></tr>")
+                        f"<td colspan='{len(obj) + len(extra) + 2}'>failed: {html.escape(r.get('reason', ''))}"
+                        "</td></tr>")
             continue
         by = ", ".join(f"#{n}" for n in r.get("dominated_by", [])) or "not dominated"
         cells = [html.escape(r["name"]), f"<code>{r['arch_id']}</code>", *(_fmt(o, r.get(o)) for o in obj),
+                 *([_remeasured_cell(view, "preset", r["name"])] if extra else []),
                  _shown("params", r["params"]) if r.get("params") is not None else "", by]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return ("<h2>Presets (nas compare)</h2><p>Trained with the run's proxy budget, data split and seed; latency "

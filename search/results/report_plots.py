@@ -73,6 +73,32 @@ def _pareto_series(view: "RunView", key: str) -> dict[str, tuple[list, list, lis
     return series
 
 
+REMEASURED_SERIES = "re-measured at export (95% CI)"
+
+
+def remeasured_series(view: "RunView", key: str) -> tuple[list, list, list, list, list]:
+    """``x, y, text, minus, plus`` of the rows of ``front_latency.json`` on the ``latency_ms`` axis (empty on any
+    other axis or without the file): the re-measured latency, the accuracy beside it (the trial's or the preset's
+    stored one), and the distances to the interval's ends, for error bars."""
+    doc = view.front_latency
+    if key != "latency_ms" or not doc:
+        return [], [], [], [], []
+    scale = get_metric(key).scale
+    acc = {("trial", str(t.number)): t.values[0] for t in view.complete}
+    acc.update({("preset", r["name"]): r.get("val_acc") for r in view.presets if r.get("status") == "ok"})
+    x, y, text, minus, plus = [], [], [], [], []
+    for r in doc["rows"]:
+        kind, name = ("preset", r["name"]) if r["kind"] == "preset" else ("trial", str(r["number"]))
+        if acc.get((kind, name)) is None:
+            continue
+        x.append(r["latency_ms"] / scale)
+        y.append(acc[(kind, name)])
+        text.append(f"{r['name']} {r['arch_id']} (re-measured)")
+        minus.append((r["latency_ms"] - r["lo_ms"]) / scale)
+        plus.append((r["hi_ms"] - r["latency_ms"]) / scale)
+    return x, y, text, minus, plus
+
+
 _STYLE = {"trials": ("#9e9e9e", "circle", 7), "Pareto front": ("#d62728", "circle", 10),
           "presets dominated by the front": ("#1f77b4", "diamond-open", 12),
           "presets not dominated": ("#1f77b4", "diamond", 12)}
@@ -93,7 +119,14 @@ def pareto_figure(view: "RunView") -> Any:
                             textposition="top center", name=name, legendgroup=name, showlegend=col == 1,
                             marker=dict(color=colour, symbol=symbol, size=size),
                             hovertemplate="%{text}<br>%{x:.4g}, acc %{y:.4f}<extra></extra>", row=1, col=col)
+        x, y, text, minus, plus = remeasured_series(view, key)
+        if x:
+            fig.add_scatter(x=x, y=y, text=text, mode="markers", name=REMEASURED_SERIES, showlegend=True,
+                            marker=dict(color="#000000", symbol="x-thin-open", size=9, line=dict(width=1.5)),
+                            error_x=dict(type="data", symmetric=False, array=plus, arrayminus=minus, width=3),
+                            hovertemplate="%{text}<br>%{x:.4g} ms, acc %{y:.4f}<extra></extra>", row=1, col=col)
         xs = [v for x, _, _ in _pareto_series(view, key).values() for v in x if v and v > 0]
+        xs += [v for v in x if v > 0]
         fig.update_xaxes(title_text=get_metric(key).label, type="log" if _log_axis(key, xs) else "linear",
                          row=1, col=col)
     fig.update_yaxes(title_text=get_metric("val_acc").label, row=1, col=1)
@@ -116,9 +149,14 @@ def pareto_png(view: "RunView", path: Path) -> None:
             if name.startswith("presets"):
                 for xi, yi, ti in zip(x, y, text):
                     ax.annotate(ti, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        x, y, _, minus, plus = remeasured_series(view, key)
+        if x:
+            ax.errorbar(x, y, xerr=[minus, plus], fmt="x", color="k", ms=6, capsize=3, label=REMEASURED_SERIES)
+            ax.legend(loc="best", fontsize=8)
         ax.set_xlabel(get_metric(key).label)
         ax.set_ylabel(get_metric("val_acc").label)
         xs = [v for x, _, _ in _pareto_series(view, key).values() for v in x if v and v > 0]
+        xs += [v for v in x if v > 0]
         if _log_axis(key, xs):
             log_x_axis(ax, xs)
         ax.grid(alpha=0.3)

@@ -69,6 +69,13 @@ def test_compare_reproduces_a_trial_and_reports_dominance(tiny, tmp_path, capsys
         assert r["dominates"] == [f["number"] for f in front if dom(vec, [f[o] for o in OBJ])]
     with open(run / "compare.csv") as f:
         assert {r["name"] for r in csv.DictReader(f)} == set(rows)
+    # afterwards the front and both presets were timed again together, in one session
+    timed = json.loads((run / "front_latency.json").read_text())
+    assert {r["name"] for r in timed["rows"] if r["kind"] == "preset"} == set(rows)
+    assert {r["arch_id"] for r in timed["rows"] if r["kind"] == "front"} == {f["arch_id"] for f in front}
+    assert len({r["measured_at"] for r in timed["rows"]}) == 1
+    same = [r["latency_ms"] for r in timed["rows"] if r["arch_id"] == mine["arch_id"]]
+    assert len(same) == 2 and same[0] == same[1]  # the twin and its trial: one architecture, measured once
 
     # a second call reuses the measurements; the report overlays the presets
     assert main(["compare", str(run), "--presets", "wrn-10-1"]) == 0
