@@ -33,6 +33,7 @@ from ..config import Config
 from ..limits import ConstraintsConfig, given_limits
 from ..pareto import dominates
 from .export import metric_columns, open_run
+from .selection import load_compare
 
 CSV_HEAD = ("name", "arch_id", "status")
 CSV_TAIL = ("over_constraints", "dominated_by", "dominates", "reason")
@@ -56,12 +57,6 @@ def trial_metrics(t: FrozenTrial, objectives: Sequence[str]) -> dict[str, Any]:
     if t.values is not None:
         m.update(zip(objectives, t.values))
     return m
-
-
-def load_compare(run_dir: Path) -> dict[str, Any] | None:
-    """``RUN_DIR/compare.json`` if ``nas compare`` has written it, else None."""
-    path = Path(run_dir) / "compare.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _resolve(presets: Sequence[str], input_size: int) -> list[tuple[str, Arch]]:

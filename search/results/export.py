@@ -2,10 +2,10 @@
 
 Writes into the run folder: ``trials.csv`` (one row per trial: number, state, arch_id, the
 objectives, every other metric of the table some trial recorded, duration, failure reason),
-``pareto/<arch_id>.yaml`` for the Pareto front (each architecture once: its earliest trial), ``best.yaml`` by the config's ``select`` rule,
-``pareto.png`` and ``summary.json``; when the run uses latency, ``front_latency.csv``/``.json``: the front, the best
-and the compared presets timed again in one session (:mod:`.front_latency`). Selection and the front use the
-stored numbers.
+``pareto/<arch_id>.yaml`` for the Pareto front (each architecture once: its earliest trial), ``best.yaml``
+by the config's ``select`` rule, ``pareto.png`` and ``summary.json``; when the run uses latency,
+``front_latency.csv``/``.json``: the front, the best and the compared presets timed again in one session
+(:mod:`.front_latency`). Selection and the front use the stored numbers.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from space import from_yaml
 from ..config import Config
 from ..errors import ConfigError
 from ..faults import fault_summary
-from ..limits import TIE_BREAK, given_limits
+from ..limits import TIE_BREAK
+from .selection import select_best, unique_archs
 
 HEAD = ("number", "state", "arch_id")
 TAIL = ("duration_s", "datetime_start", "fail_reason")
@@ -74,40 +75,6 @@ def trial_row(t: FrozenTrial, objectives: list[str], metrics: list[str]) -> dict
     row["datetime_start"] = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else ""
     row["fail_reason"] = t.user_attrs.get("fail_reason", "") if t.state != TrialState.COMPLETE else ""
     return row
-
-
-def unique_archs(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """``trials`` with each ``arch_id`` once: the earliest (lowest number) of each; trials without one kept.
-
-    A trial answered from the result cache is a COMPLETE trial with its source's values, so without this the
-    front (and the select rule's ties) would list one architecture twice."""
-    seen: set[str] = set()
-    out = []
-    for t in sorted(trials, key=lambda t: t.number):
-        arch_id = t.user_attrs.get("arch_id")
-        if arch_id is None or arch_id not in seen:
-            out.append(t)
-            if arch_id is not None:
-                seen.add(arch_id)
-    return out
-
-
-def select_best(trials: list[FrozenTrial], cfg: Config) -> FrozenTrial | None:
-    """Highest val_acc among COMPLETE trials within every ``select`` budget; ties → fewer of ``TIE_BREAK``."""
-    objectives = cfg.objectives
-
-    def value(t: FrozenTrial, key: str) -> float | None:
-        if key in objectives:
-            return t.values[objectives.index(key)]
-        v = t.user_attrs.get(key)
-        return float(v) if v is not None else None
-
-    limits = given_limits(cfg.select)
-    complete = unique_archs([t for t in trials if t.state == TrialState.COMPLETE])
-    ok = [t for t in complete if all(metric.within(value(t, metric.name), bound) for _, metric, bound in limits)]
-    if not ok:
-        return None
-    return max(ok, key=lambda t: (value(t, "val_acc"), -(value(t, TIE_BREAK) or 0.0)))
 
 
 def export_run(run_dir: Path, *, storage: optuna.storages.BaseStorage | None = None,

@@ -78,8 +78,7 @@ def remeasure_run(run_dir: Path, study: optuna.Study, cfg: Config, *, max_second
     ``compare.json``; None (and not a word) when the run uses no latency or has no complete trial."""
     from optuna.trial import TrialState
 
-    from .compare import load_compare
-    from .export import select_best, unique_archs
+    from .selection import load_compare, select_best, unique_archs
 
     if not uses_latency(cfg):
         return None

@@ -28,9 +28,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from evaluators import get_metric
 
+from ..config import Config
 from . import report_plots as rp
 from .compare import front_trials, load_compare
-from ..config import Config
 from .export import open_run
 from .front_latency import load_front_latency
 
@@ -77,8 +77,8 @@ def load_view(run_dir: Path, storage: optuna.storages.BaseStorage | None = None)
 
 def arch_summary(t: FrozenTrial, study: optuna.Study) -> dict[str, Any]:
     """What ``nas show`` prints for a trial's architecture: params, fvcore FLOPs, MACs, the layer table."""
-    from space.complexity import count_complexity, layer_table
     from space import build_model, from_yaml
+    from space.complexity import count_complexity, layer_table
 
     arch = from_yaml(t.user_attrs["arch_yaml"])
     num_classes = int(study.user_attrs.get("num_classes", 10))
@@ -116,7 +116,7 @@ def build_report(run_dir: Path, *, storage: optuna.storages.BaseStorage | None =
     return path
 
 
-def _result_sections(view: RunView, h: "_Html", out_dir: Path) -> list[str]:
+def _result_sections(view: RunView, h: _Html, out_dir: Path) -> list[str]:
     """Everything that needs complete trials: Pareto plots, tables, history, importances, choices."""
     imp = rp.importances(view)
     rp.pareto_png(view, out_dir / "pareto.png")

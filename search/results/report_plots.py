@@ -49,14 +49,14 @@ def value(t: FrozenTrial | dict, key: str, objectives: list[str]) -> float | Non
     return None if v is None else float(v) / get_metric(key).scale
 
 
-def cost_axes(view: "RunView") -> list[str]:
+def cost_axes(view: RunView) -> list[str]:
     """The objectives after accuracy, then every other limit-able "min" metric some complete trial has."""
     keys = list(view.objectives[1:])
     return keys + [m.name for m in METRICS.values() if m.limit and m.direction == "min" and m.name not in keys
                    and any(value(t, m.name, view.objectives) is not None for t in view.complete)]
 
 
-def _pareto_series(view: "RunView", key: str) -> dict[str, tuple[list, list, list]]:
+def _pareto_series(view: RunView, key: str) -> dict[str, tuple[list, list, list]]:
     obj = view.objectives
     front_ids = {t.number for t in view.front}
     series: dict[str, tuple[list, list, list]] = {}
@@ -76,7 +76,7 @@ def _pareto_series(view: "RunView", key: str) -> dict[str, tuple[list, list, lis
 REMEASURED_SERIES = "re-measured at export (95% CI)"
 
 
-def remeasured_series(view: "RunView", key: str) -> tuple[list, list, list, list, list]:
+def remeasured_series(view: RunView, key: str) -> tuple[list, list, list, list, list]:
     """``x, y, text, minus, plus`` of the rows of ``front_latency.json`` on the ``latency_ms`` axis (empty on any
     other axis or without the file): the re-measured latency, the accuracy beside it (the trial's or the preset's
     stored one), and the distances to the interval's ends, for error bars."""
@@ -104,7 +104,7 @@ _STYLE = {"trials": ("#9e9e9e", "circle", 7), "Pareto front": ("#d62728", "circl
           "presets not dominated": ("#1f77b4", "diamond", 12)}
 
 
-def pareto_figure(view: "RunView") -> Any:
+def pareto_figure(view: RunView) -> Any:
     from plotly.subplots import make_subplots
 
     keys = cost_axes(view)
@@ -134,7 +134,7 @@ def pareto_figure(view: "RunView") -> Any:
     return fig
 
 
-def pareto_png(view: "RunView", path: Path) -> None:
+def pareto_png(view: RunView, path: Path) -> None:
     plt = _plt()
     keys = cost_axes(view)
     fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.2), squeeze=False)
@@ -169,7 +169,7 @@ def _log_axis(key: str, xs: list[float]) -> bool:
     return bool(xs) and (get_metric(key).log or max(xs) / min(xs) > 20)
 
 
-def history(view: "RunView") -> dict[str, list]:
+def history(view: RunView) -> dict[str, list]:
     """Per complete trial in number order: accuracy, best accuracy so far, and the normalised hypervolume of
     the front so far (each objective scaled to [0, 1] over the complete trials, best = 0; reference 1.1 on
     every axis; divided by 1.1^k so that 1 would be a single trial best in everything)."""
@@ -184,7 +184,7 @@ def history(view: "RunView") -> dict[str, list]:
             "hypervolume": [hypervolume(scaled[:i + 1], ref) / box for i in range(len(trials))]}
 
 
-def history_figure(view: "RunView") -> Any:
+def history_figure(view: RunView) -> Any:
     from plotly.subplots import make_subplots
 
     h = history(view)
@@ -198,7 +198,7 @@ def history_figure(view: "RunView") -> Any:
     return fig
 
 
-def history_png(view: "RunView", path: Path) -> None:
+def history_png(view: RunView, path: Path) -> None:
     plt = _plt()
     h = history(view)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10.5, 3.8))
@@ -215,7 +215,7 @@ def history_png(view: "RunView", path: Path) -> None:
     _save(fig, path)
 
 
-def importances(view: "RunView") -> dict[str, dict[str, float]]:
+def importances(view: RunView) -> dict[str, dict[str, float]]:
     """fANOVA importance of each parameter for each objective (``{}`` when it cannot be computed:
     fewer than two complete trials, or no parameter that varies in all of them)."""
     import optuna
@@ -259,7 +259,7 @@ def importance_png(imp: dict[str, dict[str, float]], path: Path) -> None:
     _save(fig, path)
 
 
-def parallel_figure(view: "RunView") -> Any:
+def parallel_figure(view: RunView) -> Any:
     import optuna
 
     fig = optuna.visualization.plot_parallel_coordinate(view.study, target=lambda t: t.values[0],
@@ -267,7 +267,7 @@ def parallel_figure(view: "RunView") -> Any:
     return fig.update_layout(height=440)  # an explicit height: the page's divs have none to fill
 
 
-def parallel_png(view: "RunView", path: Path) -> None:
+def parallel_png(view: RunView, path: Path) -> None:
     import optuna
 
     plt = _plt()
@@ -280,7 +280,7 @@ def parallel_png(view: "RunView", path: Path) -> None:
     plt.close("all")
 
 
-def durations(view: "RunView") -> list[tuple[int, str, float, str]]:
+def durations(view: RunView) -> list[tuple[int, str, float, str]]:
     """``(number, state, seconds, arch_id)`` per trial; a RUNNING trial counts until now."""
     now = dt.datetime.now()
     rows = []
@@ -293,7 +293,7 @@ def durations(view: "RunView") -> list[tuple[int, str, float, str]]:
     return rows
 
 
-def states_figure(view: "RunView") -> Any:
+def states_figure(view: RunView) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -308,14 +308,14 @@ def states_figure(view: "RunView") -> Any:
     return fig
 
 
-def timeline_figure(view: "RunView") -> Any:
+def timeline_figure(view: RunView) -> Any:
     import optuna
 
     fig = optuna.visualization.plot_timeline(view.study)
     return fig.update_layout(height=min(900, 200 + 14 * len(view.trials)))
 
 
-def states_png(view: "RunView", path: Path) -> None:
+def states_png(view: RunView, path: Path) -> None:
     plt = _plt()
     rows = durations(view)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10.5, 3.6), gridspec_kw={"width_ratios": [1, 3]})

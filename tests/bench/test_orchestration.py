@@ -17,7 +17,7 @@ from ._load import ROOT
 
 @pytest.mark.skipif(importlib.util.find_spec(PACKAGE) is None, reason=MISSING)
 def test_tiny_orchestration_bench(cifar_dir, tmp_path):
-    env = {**os.environ, "NAS_DATA_DIR": str(cifar_dir.parent)}
+    env = {**os.environ, "NAS_DATA_DIR": str(cifar_dir)}
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "orchestration.py"), "--trials", "12"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
