@@ -47,6 +47,7 @@ from ray.tune.search.optuna import OptunaSearch
 from evaluators import list_metrics
 
 from .schedulers import is_intermediate
+from .storage import set_user_attrs
 
 RUN_ATTRS = ("eval_seconds", "batch_size", "oom_retries", "node", "threads", "latency_device", "latency_protocol",
              "latency_ratio", "latency_reference_ms", "latency_ci_ms")
@@ -215,21 +216,20 @@ class NasOptunaSearch(OptunaSearch):
         stopped = reason is None and (is_intermediate(result) or bool(result.get("over_limit")))
         if reason is None and not stopped and any(v is None or not math.isfinite(float(v)) for v in values):
             reason = f"missing or non-finite objective: {dict(zip(metrics, values))}"
-        for key in recorded():
-            if key in result and result[key] is not None:
-                ot_trial.set_user_attr(key, result[key])
+        attrs = {key: result[key] for key in recorded() if key in result and result[key] is not None}
+        if stopped and result.get("over_limit"):
+            attrs["over_limit"] = str(result["over_limit"])
+        elif stopped:
+            attrs.update(pruned_at_epoch=int(result["epoch"]), epochs=float(result["epoch"]))
+        elif reason is not None:
+            attrs["fail_reason"] = str(reason)[:1000]
+        set_user_attrs(ot_trial, attrs)  # one transaction for all of them
         constraints = constraint_values(result, self.limits)
         if constraints is not None:
             ot_trial.storage.set_trial_system_attr(ot_trial._trial_id, _CONSTRAINTS_KEY, constraints)
-        if stopped and result.get("over_limit"):
-            ot_trial.set_user_attr("over_limit", str(result["over_limit"]))
-            self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
-        elif stopped:
-            ot_trial.set_user_attr("pruned_at_epoch", int(result["epoch"]))
-            ot_trial.set_user_attr("epochs", float(result["epoch"]))
+        if stopped:
             self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
         elif reason is not None:
-            ot_trial.set_user_attr("fail_reason", str(reason)[:1000])
             self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
         else:
             self._ot_study.tell(ot_trial, [float(v) for v in values] if len(values) > 1 else float(values[0]),

@@ -76,6 +76,17 @@ class _RDBStorage(optuna.storages.RDBStorage):
             _sqlite_pragmas(self.engine)
             self.engine.dispose()  # the connections Optuna opened to create the tables: reopened with the pragmas
 
+    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
+        """Every item of ``attrs`` as a user attribute of ``trial_id``, in one transaction (Optuna's
+        ``set_trial_user_attr`` commits each one): the same check that the trial is still updatable and the same
+        upsert, through Optuna's own per-attribute statement."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for key, value in attrs.items():
+                self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
+
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "url": _masked(self.url)}
 
@@ -122,3 +133,16 @@ def make_storage(url: str, *, field: str = "storage", heartbeat: bool = False) -
         safe = url.split("@")[-1] if "@" in url else url
         detail = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
         raise ConfigError(f"{field}: cannot open {safe!r}: {type(exc).__name__}: {detail}") from None
+
+
+def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
+    """``trial.set_user_attr`` for every item of ``attrs``, in one transaction when the storage is ours
+    (:meth:`_RDBStorage.set_trial_user_attrs`; behind Optuna's cache as ``_backend``), one by one otherwise."""
+    if not attrs:
+        return
+    backend = getattr(trial.storage, "_backend", trial.storage)
+    if isinstance(backend, _RDBStorage):
+        backend.set_trial_user_attrs(trial._trial_id, attrs)
+        return
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)

@@ -248,3 +248,31 @@ def test_sqlite_runs_in_wal_mode_and_keeps_commits_of_a_killed_process(tmp_path)
     study = optuna.load_study(study_name="s", storage=make_storage(url))
     assert sorted(t.values[0] for t in study.trials) == [float(i) for i in range(20)]
     assert sorted(t.user_attrs["k"] for t in study.trials) == list(range(20))
+
+
+def test_user_attrs_of_a_trial_are_set_in_one_transaction(tmp_path):
+    """set_user_attrs writes what Trial.set_user_attr would (read back through Optuna), with one commit (counted
+    by SQLAlchemy's own event) instead of one per attribute; a finished trial is refused as Optuna refuses it."""
+    from sqlalchemy import event
+
+    from search.storage import set_user_attrs
+
+    storage = make_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    commits = []
+    event.listen(storage.engine, "commit", lambda conn: commits.append(1))
+    attrs = {"macs": 1.5e6, "node": "127.0.0.1/abc", "epochs": 3.0, "nested": {"a": [1, 2]}}
+    batched, single = study.ask(), study.ask()
+    commits.clear()
+    set_user_attrs(batched, attrs)
+    assert len(commits) == 1
+    commits.clear()
+    for key, value in attrs.items():
+        single.set_user_attr(key, value)
+    assert len(commits) == len(attrs)
+    study.tell(batched, 1.0)
+    study.tell(single, 1.0)
+    got = {t.number: t.user_attrs for t in optuna.load_study(study_name="s", storage=storage).trials}
+    assert got[batched.number] == got[single.number] == attrs
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_user_attrs(batched, {"late": 1})
