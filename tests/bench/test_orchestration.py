@@ -31,4 +31,4 @@ def test_tiny_orchestration_bench(cifar_dir, tmp_path):
     assert len(rows) == 4, out
     for name, (wall, over) in rows.items():
         done = 0.0 if name.startswith("bare") else work / (2 if name.startswith("nas") else 1)
-        assert over == pytest.approx((wall - done) / 12 * 1000, abs=0.2), name
+        assert over == pytest.approx((wall - done) / 12 * 1000, abs=1.0), name  # inputs printed to 0.01 s
