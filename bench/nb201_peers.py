@@ -117,7 +117,7 @@ def table_lookup() -> Callable[[tuple[str, ...]], tuple[float, float]]:
 
 
 def run(*, samplers: list[str], peers: bool, seeds: int, trials: int, data_dir: str | None = None,
-        results: Path | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
+        results: Path | None = None, out: Callable[[str], None] = print, first_seed: int = 0) -> dict[str, Any]:
     """Every row's per-seed curves: ``{"rows": {row: {"best": {k: [..]}, "hv": {k: [..]}}}, ...}``; rows are
     ``ours <sampler>`` and ``syne-tune <name>``. Our searches run in folders under ``results`` (a temporary one
     when None, removed at the end)."""
@@ -143,7 +143,7 @@ def run(*, samplers: list[str], peers: bool, seeds: int, trials: int, data_dir: 
     folder = results if results is not None else tmp
     try:
         for sampler in samplers:
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 n = budget(sampler, trials)
                 kw = {"sampler": sampler, "trials": n, "seed": seed, "results": folder, "ray_tmp": ray_tmp,
                       "data_dir": data_dir, "counts_file": str(tmp / "complexity.sqlite")}
@@ -151,7 +151,7 @@ def run(*, samplers: list[str], peers: bool, seeds: int, trials: int, data_dir: 
                 mo = search_points(objectives=MO, **{**kw, "trials": mo_budget(sampler, trials)})
                 record(f"ours {sampler}", seed, n, so, mo)
         for name in PEERS if peers else ():
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 n = budget(name, trials)
                 so = peer_points(name, objectives=SO, trials=n, seed=seed, lookup=lookup)
                 mo = peer_points(name, objectives=MO, trials=mo_budget(name, trials), seed=seed, lookup=lookup)
@@ -176,7 +176,8 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
 
     rows = {row: {kind: {str(k): stats(v) for k, v in sorted(curves[kind].items())} for kind in ("best", "hv")}
             for row, curves in res["rows"].items()}
-    return {"trials": res["trials"], "seeds": res["seeds"], "optimum": res["optimum"], "rows": rows}
+    return {"trials": res["trials"], "seeds": res["seeds"], "optimum": res["optimum"], "rows": rows,
+            "per_seed": res["rows"]}
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--trials", type=int, default=200)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+SEEDS-1 (to add seeds to a run)")
     p.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS),
                    help=f"ours, comma-separated (registered: {', '.join(SAMPLERS.names())}); empty for none")
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True, help="Syne Tune's rows")
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summary = summarise(run(samplers=samplers, peers=args.peers, seeds=args.seeds, trials=args.trials,
-                            data_dir=args.data_dir))
+                            data_dir=args.data_dir, first_seed=args.first_seed))
     print(format_table(summary))
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1))
