@@ -221,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--samplers: unknown {', '.join(unknown)}; valid: {', '.join(SAMPLERS.names())}")
     if args.seeds < 1 or args.trials < 1:
         p.error("--seeds/--trials: must be >= 1")
+    if args.first_seed < 0:
+        p.error(f"--first-seed: must be >= 0, got {args.first_seed}")
     if args.peers:
         try:
             import syne_tune  # noqa: F401

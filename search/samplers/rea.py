@@ -40,21 +40,12 @@ NB201_SAMPLE_SIZE = 3
 
 
 def front_ranks(values: Sequence[Sequence[float]], directions: Sequence[StudyDirection]) -> list[int]:
-    """Non-dominated front index of each objective vector (0: not dominated by any other), Deb et al. 2002."""
+    """Non-dominated front index of each objective vector (0: not dominated by any other; Deb et al. 2002's sort,
+    search/pareto.py), maximised objectives negated."""
+    from ..pareto import non_dominated_sort
+
     signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions]
-    pts = [[s * v for s, v in zip(signs, vec)] for vec in values]
-
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-    ranks, left, front = [-1] * len(pts), set(range(len(pts))), 0
-    while left:
-        current = {i for i in left if not any(dominates(pts[j], pts[i]) for j in left if j != i)}
-        for i in current:
-            ranks[i] = front
-        left -= current
-        front += 1
-    return ranks
+    return [int(r) for r in non_dominated_sort([[s * v for s, v in zip(signs, vec)] for vec in values])]
 
 
 def _n_values(dist: BaseDistribution) -> float:
