@@ -133,4 +133,13 @@ def build_model(arch: Arch, *, num_classes: int, in_chans: int = 3) -> NasNet:
         raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
         raise ValueError(f"in_chans: must be a positive integer, got {in_chans!r}")
-    return NasNet(arch, num_classes=num_classes, in_chans=in_chans)
+    model = NasNet(arch, num_classes=num_classes, in_chans=in_chans)
+    if arch.channels:  # a channel-pruned network: the last units of each listed group removed
+        from .channels import apply_channels
+
+        apply_channels(model, arch.channels_kw, input_size=arch.input_size, in_chans=in_chans)
+    if arch.ranks:  # LRPET's export: listed convs factorised
+        from .channels import apply_ranks
+
+        apply_ranks(model, arch.ranks_kw)
+    return model

@@ -142,11 +142,27 @@ class Arch:
     stages: tuple[Stage, ...]
     head: Head = field(default_factory=Head)
     input_size: int = 32
+    channels: Args = field(default=(), metadata={"omit_default": True})
+    """Widths of a channel-pruned network: ``{root conv path: kept channels}`` (:mod:`space.channels`);
+    empty for every unpruned architecture (and then absent from the YAML and the id)."""
+    ranks: Args = field(default=(), metadata={"omit_default": True})
+    """Low-rank convs (LRPET's export): ``{conv path: rank r}``, each built as a k×k conv to ``r`` channels
+    and a 1×1 conv back (:func:`space.channels.apply_ranks`); empty and absent otherwise."""
 
     def __post_init__(self) -> None:
         if isinstance(self.stages, list):
             object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "channels", _freeze_args(self.channels, "channels"))
+        object.__setattr__(self, "ranks", _freeze_args(self.ranks, "ranks"))
         validate(self)
+
+    @property
+    def channels_kw(self) -> dict[str, int]:
+        return dict(self.channels)
+
+    @property
+    def ranks_kw(self) -> dict[str, int]:
+        return dict(self.ranks)
 
     @property
     def arch_id(self) -> str:
@@ -197,6 +213,10 @@ def validate(arch: Arch) -> None:
         raise SpecError("head.dropout", f"must be a number in [0, 1), got {arch.head.dropout!r}")
     object.__setattr__(arch.head, "dropout", float(arch.head.dropout))
     _check_int(arch.input_size, "input_size")
+    for path, width in arch.channels:
+        _check_int(width, f"channels.{path}")
+    for path, rank in arch.ranks:
+        _check_int(rank, f"ranks.{path}")
     total_stride = arch.stem.stride * (2 if arch.stem.pool else 1)
     for s in arch.stages:
         total_stride *= s.stride
@@ -279,12 +299,17 @@ def to_dict(arch: Arch) -> dict[str, Any]:
             out[f.name] = conv(val) if not isinstance(val, dict) else val
         return out
 
-    return {
+    out = {
         "input_size": arch.input_size,
         "stem": obj(arch.stem),
         "stages": [obj(s) for s in arch.stages],
         "head": obj(arch.head),
     }
+    if arch.channels:  # a newer field: unpruned specs keep their ids
+        out["channels"] = dict(arch.channels)
+    if arch.ranks:
+        out["ranks"] = dict(arch.ranks)
+    return out
 
 
 def _take(data: Any, cls: type, where: str) -> dict[str, Any]:
@@ -318,7 +343,8 @@ def from_dict(data: Any) -> Arch:
         except SpecError as exc:
             raise SpecError(f"stages[{i}].{exc.field}", exc.problem) from None
     head = Head(**_take(top.get("head", {}) or {}, Head, "head"))
-    return Arch(stem=stem, stages=tuple(stages), head=head, input_size=top.get("input_size", 32))
+    return Arch(stem=stem, stages=tuple(stages), head=head, input_size=top.get("input_size", 32),
+                channels=top.get("channels") or (), ranks=top.get("ranks") or ())
 
 
 class _Dumper(yaml.SafeDumper):

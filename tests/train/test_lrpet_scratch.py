@@ -88,15 +88,9 @@ def test_lrpet_from_scratch_resumes_to_the_same_network(tmp_path):
 
 
 def test_lrpet_scratch_bad_input_is_one_line(tmp_path, capsys):
-    from search.cli import main
-
     assert _retrain(tmp_path, "--lrpet-target", "0.6", "--lrpet-rank", "0.3") == 2
     err = capsys.readouterr().err
     assert err.startswith("nas: error: lrpet_rank:") and err.count("\n") == 1, err
     assert _retrain(tmp_path, "--lrpet-target", "1.5") == 2
     assert capsys.readouterr().err.startswith("nas: error: lrpet_target:")
-    assert main(["retrain", "ghostnet-cifar", "--lrpet-target", "0.6", "--epochs", "1",
-                 "--out", str(tmp_path / "g")]) == 2
-    err = capsys.readouterr().err
-    assert "LRPET from scratch" in err and err.count("\n") == 1, err
-    assert not (tmp_path / "g").exists() and not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists()

@@ -16,10 +16,16 @@ Export (:func:`export_lowrank`): each projected conv (rank ≤ r) becomes ``v`` 
 ``r × C_in × k × k`` conv (stride, padding of the original) followed by ``u`` = ``U_r √Σ_r`` as a 1×1
 ``C_out × r`` conv — the official code's ``C``/``N`` split — in a ``basic_lowrank`` stage.
 
-Which convs: conv1 and conv2 of every basic block (the 3×3 convs that hold the compute); the
-stem, the 1×1 projection shortcuts and the classifier stay dense. A rank is only used where the
-factorised pair is smaller than the dense conv (``r·(C_in·k² + C_out) < C_out·C_in·k²``); other
-convs get rank 0 and are neither projected nor factorised.
+Which convs: in ``basic`` networks conv1 and conv2 of every block (the 3×3 convs that hold the compute);
+the stem, the 1×1 projection shortcuts and the classifier stay dense (exported as ``basic_lowrank``).
+Every other block family (:func:`conv_structure`): every dense (ungrouped) conv inside the stages,
+1×1 ones included — in bottleneck, Ghost and SK blocks the 1×1 convs hold most of the compute, and the
+paper's projection is defined for any conv matrix ``C_out × C_in·k²`` (our reading: the paper does not
+list the layers per architecture); grouped and depthwise convs, the stem and the classifier stay dense.
+Their export is the original spec plus ``ranks`` (:func:`space.channels.apply_ranks`). The BN folded
+in step 1 is the BatchNorm2d whose input is that conv's output tensor (found by forward hooks).
+A rank is only used where the factorised pair is smaller than the dense conv
+(``r·(C_in·k² + C_out) < C_out·C_in·k²``); other convs get rank 0 and are neither projected nor factorised.
 """
 from __future__ import annotations
 
@@ -29,11 +35,70 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from space import Arch, Stage, build_model
+from space import BLOCKS, Arch, Stage, build_model
 
 from ..retrain.callbacks import Callback
 from .redundancy import LayerRedundancy, allocate
 from .structure import SUPPORTED_BLOCKS, ConvInfo, Structure, analyse
+
+
+class ConvStructure:
+    """The dense convs of any ``NasNet`` (every block family) with the BN on each output and its positions.
+
+    Offers what the LRPET functions read from :class:`.structure.Structure`: ``arch``, ``block_convs``
+    and ``cost()`` (conv+linear MACs and parameters of the dense network).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        from .graph import conv_linear_macs
+
+        arch = getattr(model, "arch", None)
+        if not isinstance(arch, Arch):
+            raise ValueError(f"model: expected a NasNet built by space.build_model, got {type(model).__name__}")
+        self.arch = arch
+        names = {id(m): n for n, m in model.named_modules()}
+        outputs: dict[int, str] = {}
+        follows: dict[str, str] = {}
+        hw: dict[str, int] = {}
+
+        def conv_hook(m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+            outputs[id(out)] = names[id(m)]
+            hw[names[id(m)]] = out.shape[-1] * out.shape[-2]
+
+        def bn_hook(m: nn.Module, inp: tuple) -> None:
+            conv = outputs.get(id(inp[0]))
+            if conv is not None:
+                follows.setdefault(conv, names[id(m)])
+
+        handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+        handles += [m.register_forward_pre_hook(bn_hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        was = model.training
+        model.eval()
+        try:
+            p = next(model.parameters())
+            with torch.no_grad():
+                model(torch.zeros(1, model.stem[0].in_channels, arch.input_size, arch.input_size, device=p.device,
+                                  dtype=p.dtype))
+        finally:
+            model.train(was)
+            for h in handles:
+                h.remove()
+        self.block_convs = [ConvInfo(n, m, follows.get(n), hw[n]) for n, m in model.named_modules()
+                            if n.startswith("stages.") and isinstance(m, nn.Conv2d) and m.groups == 1 and n in hw]
+        self._cost = {"macs": conv_linear_macs(model, input_size=arch.input_size, in_chans=model.stem[0].in_channels),
+                      "params": sum(p.numel() for p in model.parameters())}
+
+    def cost(self) -> dict[str, int]:
+        return dict(self._cost)
+
+
+def conv_structure(model: nn.Module) -> Structure | ConvStructure:
+    """:func:`.structure.analyse` for networks of ``basic`` stages, else :class:`ConvStructure`."""
+    arch = getattr(model, "arch", None)
+    if isinstance(arch, Arch) and not arch.channels and not arch.ranks and \
+            all(BLOCKS.entry(s.block).name in SUPPORTED_BLOCKS for s in arch.stages):
+        return analyse(model)
+    return ConvStructure(model)
 
 
 def _dims(conv: nn.Conv2d) -> tuple[int, int]:
@@ -135,7 +200,7 @@ def lrpet_project(model: nn.Module, ranks: Mapping[str, int] | None = None, *, r
 
     Give either ``ranks`` (conv module name → rank, 0 = leave dense) or ``rank_ratio``.
     """
-    structure = structure if structure is not None else analyse(model)
+    structure = structure if structure is not None else conv_structure(model)
     if (ranks is None) == (rank_ratio is None):
         raise ValueError("lrpet_project: give exactly one of ranks= and rank_ratio=")
     ranks = dict(ranks) if ranks is not None else plan_ranks(structure, rank_ratio=rank_ratio)
@@ -201,16 +266,12 @@ class LrpetFromScratch(LrpetCallback):
     def __init__(self, arch: Arch, *, target: float | None = None, rank_ratio: float | None = None) -> None:
         if (target is None) == (rank_ratio is None):
             raise ValueError("lrpet_target: give lrpet_target or lrpet_rank (exactly one)")
-        for s, stage in enumerate(arch.stages):
-            if stage.block not in SUPPORTED_BLOCKS:
-                raise ValueError(f"stages[{s}].block: LRPET from scratch projects the convs of "
-                                 f"{', '.join(SUPPORTED_BLOCKS)} blocks; got {stage.block!r}")
         super().__init__({})
         self.target, self.rank_ratio = target, rank_ratio
         self.dense_cost: dict[str, int] = {}
 
     def on_start(self, ctx: Any) -> None:
-        structure = analyse(ctx.model)
+        structure = conv_structure(ctx.model)
         self.dense_cost = structure.cost()
         if not self.ranks:  # a resumed run restored its ranks
             self.ranks = (plan_ranks(structure, rank_ratio=self.rank_ratio) if self.rank_ratio is not None else
@@ -254,15 +315,20 @@ def factorise(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def export_lowrank(model: nn.Module, ranks: Mapping[str, int], *,
-                   structure: Structure | None = None) -> tuple[Arch, nn.Module]:
+                   structure: Structure | ConvStructure | None = None) -> tuple[Arch, nn.Module]:
     """``(arch, model)`` with each block conv of rank ``r > 0`` factorised; exact when the weights are projected."""
-    structure = structure if structure is not None else analyse(model)
-    arch = lowrank_arch(structure, ranks)
+    structure = structure if structure is not None else conv_structure(model)
+    if isinstance(structure, Structure):
+        arch = lowrank_arch(structure, ranks)
+    else:
+        arch = structure.arch.replace(ranks={**structure.arch.ranks_kw, **{n: r for n, r in ranks.items() if r}})
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     for name, r in ranks.items():
         if r:
             v, u = factorise(state.pop(f"{name}.weight"), r)
             state[f"{name}.v.weight"], state[f"{name}.u.weight"] = v, u
+            if f"{name}.bias" in state:
+                state[f"{name}.u.bias"] = state.pop(f"{name}.bias")
     small = build_model(arch, num_classes=model.get_classifier().out_features, in_chans=model.stem[0].in_channels)
     small.load_state_dict(state, strict=True)
     small.to(dtype=next(model.parameters()).dtype)

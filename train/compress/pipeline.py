@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from space import Arch, build_model
 
 from .config import CompressConfig
-from .lrpet import LrpetCallback, export_lowrank, plan_ranks, ranks_for_target, redundancy_ranks
+from .lrpet import LrpetCallback, conv_structure, export_lowrank, plan_ranks, ranks_for_target, redundancy_ranks
 from .redundancy import GradientRedundancy, LayerRedundancy, redundancy_widths
 from .structure import analyse
 from .taylor import TaylorPruner
@@ -166,12 +166,54 @@ def _taylor(model: nn.Module, cfg: CompressConfig, loaders: tuple[Any, Any], dev
     return arch, small, info
 
 
+def _taylor_graph(model: nn.Module, cfg: CompressConfig, loaders: tuple[Any, Any], device: torch.device,
+                  out: Callable[[str], None]) -> tuple[Arch, nn.Module, dict[str, Any]]:
+    """Taylor pruning of a network with other blocks than ``basic``: torch-pruning's groups (:mod:`.graph`)."""
+    from train import Engine, evaluate_accuracy, make_sgd
+
+    from .graph import GraphPruner
+
+    if cfg.metric != "macs" or cfg.budget != "global" or cfg.normalize != "none":
+        raise ValueError("method: Taylor pruning of blocks other than basic supports flops_target with the global "
+                         "budget and normalize none")
+    train_loader, test_loader = loaders
+    pruner = GraphPruner(model)
+    skipped = {r: why for r, why in pruner.reasons.items() if why is not None}
+    out(f"channel groups: {len(pruner.roots)} prunable, {len(skipped)} kept at full width")
+    base = pruner.macs()
+    target = cfg.fraction * base
+    batches = _batches(train_loader)
+    history = []
+    for step in range(1, cfg.steps + 1):
+        engine = Engine(model=model, optimizer=make_sgd(model, lr=cfg.lr, momentum=cfg.momentum,
+                                                        weight_decay=cfg.weight_decay),
+                        device=device, after_backward=pruner.accumulate)
+        loss = engine.train_epoch(islice(batches, cfg.interval))["loss"]
+        removed = pruner.prune_global(base - (base - target) * step / cfg.steps)
+        pruner.reset()
+        macs = pruner.macs()
+        history.append({"step": step, "train_loss": loss, "removed_units": removed, "macs": macs})
+        out(f"prune step {step}/{cfg.steps}  removed {removed} units  macs {macs:,}  ({macs / base:.3f} of macs)")
+    if pruner.macs() > 1.05 * target:
+        out(f"warning: macs stay at {pruner.macs() / base:.3f} of the original, above the target {cfg.fraction}: "
+            f"every prunable group is at its minimum width")
+    info: dict[str, Any] = {"pruned_test_acc": evaluate_accuracy(model, test_loader, device=device)["acc"]}
+    arch, small = pruner.finalize()
+    small.to(device)
+    info["surgery_max_abs_diff"] = _max_diff(model, small, next(iter(test_loader))[0].to(device))
+    info["widths"] = pruner.sizes()
+    info["unprunable"] = skipped
+    info["prune_history"] = history
+    info["finetune_history"] = _finetune(small, cfg, train_loader, test_loader, device, out)
+    return arch, small, info
+
+
 def _lrpet(model: nn.Module, cfg: CompressConfig, loaders: tuple[Any, Any], device: torch.device,
            out: Callable[[str], None]) -> tuple[Arch, nn.Module, dict[str, Any]]:
     from train import evaluate_accuracy
 
     train_loader, test_loader = loaders
-    structure = analyse(model)
+    structure = conv_structure(model)
     info: dict[str, Any] = {}
     if cfg.rank_ratio is not None:
         ranks = plan_ranks(structure, rank_ratio=cfg.rank_ratio)
@@ -203,6 +245,15 @@ def _measure(model: nn.Module, arch: Arch, in_chans: int, test_loader: Any, devi
     return {"arch_id": arch.arch_id, **cost, "test_acc": evaluate_accuracy(model, test_loader, device=device)["acc"]}
 
 
+def _basic_only(arch: Arch) -> bool:
+    """Whether :mod:`.structure`'s hand-written basic-block analysis applies (else the dependency graph's)."""
+    from space import BLOCKS
+
+    from .structure import SUPPORTED_BLOCKS
+
+    return not arch.channels and all(BLOCKS.entry(s.block).name in SUPPORTED_BLOCKS for s in arch.stages)
+
+
 def compress(arch: Arch, state: dict[str, torch.Tensor], cfg: CompressConfig, *, out_dir: Path,
              out: Callable[[str], None] = print) -> dict[str, Any]:
     """Compress the network ``arch`` with weights ``state``; write arch.yaml, model.pt, metrics.json to ``out_dir``."""
@@ -227,7 +278,10 @@ def compress(arch: Arch, state: dict[str, torch.Tensor], cfg: CompressConfig, *,
     t0 = time.perf_counter()
     before = _measure(model, arch, data.in_chans, test_loader, device)
     out(f"before: macs {before['macs']:,}  params {before['params']:,}  test_acc {before['test_acc']:.4f}")
-    run = _taylor if cfg.method == "taylor" else _lrpet
+    if cfg.method == "taylor":
+        run = _taylor if _basic_only(arch) else _taylor_graph
+    else:
+        run = _lrpet
     new_arch, small, info = run(model, cfg, (train_loader, test_loader), device, out)
     after = _measure(small, new_arch, data.in_chans, test_loader, device)
     out(f"after:  macs {after['macs']:,}  params {after['params']:,}  test_acc {after['test_acc']:.4f}  "
