@@ -113,3 +113,7 @@ def test_nas_prune_lrpet_and_lrpet_from_scratch_on_a_ghost_network(tmp_path, cap
     small.load_state_dict(torch.load(tmp_path / "scratch" / "model.pt", weights_only=True), strict=True)
     dense = count_complexity(build_model(arch, num_classes=10, in_chans=1), input_size=8, in_chans=1)["macs"]
     assert count_complexity(small, input_size=8, in_chans=1)["macs"] <= 0.62 * dense
+    code = main(["prune", str(tmp_path / "scratch" / "arch.yaml"), str(tmp_path / "scratch" / "model.pt"),
+                 "--flops-target", "0.6", "--data", "digits", "--out", str(tmp_path / "again")])
+    err = capsys.readouterr().err
+    assert code == 2 and "arch: it has factorised convs" in err and err.count("\n") == 1, err

@@ -176,6 +176,9 @@ def _taylor_graph(model: nn.Module, cfg: CompressConfig, loaders: tuple[Any, Any
     if cfg.metric != "macs" or cfg.budget != "global" or cfg.normalize != "none":
         raise ValueError("method: Taylor pruning of blocks other than basic supports flops_target with the global "
                          "budget and normalize none")
+    if model.arch.ranks:
+        raise ValueError("arch: it has factorised convs (ranks, an LRPET export); prune channels before LRPET, "
+                         "not after")
     train_loader, test_loader = loaders
     pruner = GraphPruner(model)
     skipped = {r: why for r, why in pruner.reasons.items() if why is not None}
