@@ -209,22 +209,24 @@ def apply_channels(model: nn.Module, channels: dict[str, int], *, input_size: in
 
 
 class FactorisedConv2d(nn.Sequential):
-    """Rank-``r`` replacement of a dense conv: ``v`` (k×k, ``C_in``→``r``, the conv's stride/padding/dilation,
-    no bias), then ``u`` (1×1, ``r``→``C_out``, the conv's bias) — the factorisation LRPET exports."""
+    """Rank-``r`` replacement of a conv: ``v`` (k×k, ``C_in``→``G·r``, the conv's stride/padding/dilation and
+    groups G, no bias), then ``u`` (1×1, ``G·r``→``C_out``, G groups, the conv's bias) — the factorisation
+    LRPET exports; a grouped conv is factorised group by group, ``r`` per group."""
 
     def __init__(self, conv: nn.Conv2d, rank: int) -> None:
         super().__init__()
-        self.v = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                           bias=False)
-        self.u = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
+        g = conv.groups
+        self.v = nn.Conv2d(conv.in_channels, g * rank, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                           groups=g, bias=False)
+        self.u = nn.Conv2d(g * rank, conv.out_channels, 1, groups=g, bias=conv.bias is not None)
         self.in_channels, self.out_channels, self.rank = conv.in_channels, conv.out_channels, rank
 
 
 def apply_ranks(model: nn.Module, ranks: dict[str, int]) -> None:
     """Replace each listed dense conv of ``model`` by its rank-``r`` :class:`FactorisedConv2d` (in place).
 
-    Raises :class:`SpecError` naming ``ranks.<path>`` for a path that is not a dense (ungrouped) conv, or a
-    rank above ``min(C_out, C_in·k²)``.
+    Raises :class:`SpecError` naming ``ranks.<path>`` for a path that is not a conv, or a rank above
+    ``min(C_out/G, C_in/G·k²)`` (the rank of one group's weight).
     """
     for path, rank in sorted(ranks.items()):
         where = f"ranks.{path}"
@@ -232,9 +234,9 @@ def apply_ranks(model: nn.Module, ranks: dict[str, int]) -> None:
             conv = model.get_submodule(path)
         except AttributeError:
             conv = None
-        if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
-            raise SpecError(where, f"{path!r} is not a dense (ungrouped) conv of this architecture")
-        full = min(conv.out_channels, conv.weight[0].numel())
+        if not isinstance(conv, nn.Conv2d):
+            raise SpecError(where, f"{path!r} is not a conv of this architecture")
+        full = min(conv.out_channels // conv.groups, conv.weight[0].numel())
         if rank > full:
             raise SpecError(where, f"rank {rank} exceeds the conv's full rank {full}")
         parent_path, _, name = path.rpartition(".")

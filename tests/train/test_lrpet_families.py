@@ -70,10 +70,21 @@ def test_every_family_projects_and_exports_the_same_network(family):
     for c in structure.block_convs:
         if ranks[c.name]:
             after = _folded(c.module, modules.get(c.bn))
-            assert int(torch.linalg.matrix_rank(after, rtol=1e-5)) <= ranks[c.name]
+            assert int(torch.linalg.matrix_rank(after, rtol=1e-5)) <= ranks[c.name] * c.module.groups
             assert torch.allclose(torch.linalg.norm(after), torch.linalg.norm(before[c.name]), rtol=1e-5)
+    grouped = {c.name: c.module.groups for c in structure.block_convs if c.module.groups > 1 and ranks[c.name]}
+    if family == "mgic":  # its compute is in grouped convs: projected group by group
+        assert grouped
+        for c in structure.block_convs:
+            if c.name in grouped:
+                rows = c.module.out_channels // grouped[c.name]
+                w = _folded(c.module, modules.get(c.bn))
+                for g in range(grouped[c.name]):
+                    assert int(torch.linalg.matrix_rank(w[g * rows:(g + 1) * rows], rtol=1e-5)) <= ranks[c.name]
     arch, small = export_lowrank(model, ranks, structure=structure)
     assert dict(arch.ranks) == used
+    for name, g in grouped.items():
+        assert small.get_submodule(name).v.groups == g == small.get_submodule(name).u.groups
     x = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(small.eval()(x), model(x), atol=1e-4, rtol=1e-4)
@@ -87,7 +98,7 @@ def test_every_family_projects_and_exports_the_same_network(family):
 
 def test_bad_ranks_in_a_yaml_name_the_field():
     arch = _model(FAMILIES["bottleneck"]).arch
-    with pytest.raises(SpecError, match=r"ranks\.stages\.0\.0\.nope: 'stages\.0\.0\.nope' is not a dense"):
+    with pytest.raises(SpecError, match=r"ranks\.stages\.0\.0\.nope: 'stages\.0\.0\.nope' is not a conv"):
         build_model(arch.replace(ranks={"stages.0.0.nope": 2}), num_classes=5, in_chans=3)
     with pytest.raises(SpecError, match=r"ranks\.stages\.0\.0\.conv1: rank 999 exceeds"):
         build_model(arch.replace(ranks={"stages.0.0.conv1": 999}), num_classes=5, in_chans=3)

@@ -18,10 +18,13 @@ Export (:func:`export_lowrank`): each projected conv (rank ≤ r) becomes ``v`` 
 
 Which convs: in ``basic`` networks conv1 and conv2 of every block (the 3×3 convs that hold the compute);
 the stem, the 1×1 projection shortcuts and the classifier stay dense (exported as ``basic_lowrank``).
-Every other block family (:func:`conv_structure`): every dense (ungrouped) conv inside the stages,
-1×1 ones included — in bottleneck, Ghost and SK blocks the 1×1 convs hold most of the compute, and the
-paper's projection is defined for any conv matrix ``C_out × C_in·k²`` (our reading: the paper does not
-list the layers per architecture); grouped and depthwise convs, the stem and the classifier stay dense.
+Every other block family (:func:`conv_structure`): every conv inside the stages, 1×1 ones included — in
+bottleneck, Ghost and SK blocks the 1×1 convs hold most of the compute, and the paper's projection is
+defined for any conv matrix ``C_out × C_in·k²`` (our reading: the paper does not list the layers per
+architecture). A grouped conv is G independent matrices ``C_out/G × C_in/G·k²`` (a block-diagonal
+weight); each is projected to rank ``r`` on its own and exported as a grouped k×k conv to ``G·r``
+channels and a grouped 1×1 conv (our extension for MGIC's and ResNeXt's grouped convs; depthwise convs
+never save and stay dense, as do the generative convs of GConv, the stem and the classifier).
 Their export is the original spec plus ``ranks`` (:func:`space.channels.apply_ranks`). The BN folded
 in step 1 is the BatchNorm2d whose input is that conv's output tensor (found by forward hooks).
 A rank is only used where the factorised pair is smaller than the dense conv
@@ -61,7 +64,10 @@ class ConvStructure:
         follows: dict[str, str] = {}
         hw: dict[str, int] = {}
 
+        alive: list[torch.Tensor] = []  # keeps every conv output referenced, so no later tensor reuses its id
+
         def conv_hook(m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+            alive.append(out)
             outputs[id(out)] = names[id(m)]
             hw[names[id(m)]] = out.shape[-1] * out.shape[-2]
 
@@ -84,7 +90,7 @@ class ConvStructure:
             for h in handles:
                 h.remove()
         self.block_convs = [ConvInfo(n, m, follows.get(n), hw[n]) for n, m in model.named_modules()
-                            if n.startswith("stages.") and isinstance(m, nn.Conv2d) and m.groups == 1 and n in hw]
+                            if n.startswith("stages.") and isinstance(m, nn.Conv2d) and n in hw]
         self._cost = {"macs": conv_linear_macs(model, input_size=arch.input_size, in_chans=model.stem[0].in_channels),
                       "params": sum(p.numel() for p in model.parameters())}
 
@@ -102,12 +108,12 @@ def conv_structure(model: nn.Module) -> Structure | ConvStructure:
 
 
 def _dims(conv: nn.Conv2d) -> tuple[int, int]:
-    """``(C_out, C_in·k²)`` of a conv's reshaped weight."""
-    return conv.weight.shape[0], conv.weight[0].numel()
+    """``(C_out/G, C_in/G·k²)``: one group's reshaped weight (the whole weight of an ungrouped conv)."""
+    return conv.weight.shape[0] // conv.groups, conv.weight[0].numel()
 
 
 def factorised_saves(conv: nn.Conv2d, rank: int) -> bool:
-    """Whether a rank-``rank`` factorisation has fewer weights (and MACs) than the dense conv."""
+    """Whether a rank-``rank`` factorisation (of each group) has fewer weights (and MACs) than the conv."""
     c_out, n = _dims(conv)
     return 0 < rank and rank * (n + c_out) < c_out * n
 
@@ -132,7 +138,7 @@ def lowrank_cost(structure: Structure, ranks: Mapping[str, int]) -> dict[str, in
         r = ranks.get(c.name, 0)
         if r:
             c_out, n = _dims(c.module)
-            saved = c_out * n - r * (n + c_out)
+            saved = c.module.groups * (c_out * n - r * (n + c_out))
             cost = {"macs": cost["macs"] - saved * c.hw, "params": cost["params"] - saved}
     return cost
 
@@ -178,8 +184,18 @@ def _bn_scale(bn: nn.BatchNorm2d | None, c_out: int, device: torch.device) -> to
     return gamma / torch.sqrt(bn.running_var.detach().double() + bn.eps)
 
 
-def project_weight(weight: torch.Tensor, rank: int, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Steps 1–4 of the module doc on one weight: rank-``rank`` projection of ``diag(scale)·W`` with energy transfer."""
+def project_weight(weight: torch.Tensor, rank: int, scale: torch.Tensor | None = None, *,
+                   groups: int = 1) -> torch.Tensor:
+    """Steps 1–4 of the module doc on one weight: rank-``rank`` projection of ``diag(scale)·W`` with energy transfer.
+
+    A grouped conv's weight is ``groups`` independent matrices (block-diagonal conv): each group's rows are
+    projected on their own, to rank ``rank`` each.
+    """
+    if groups > 1:
+        rows = weight.shape[0] // groups
+        parts = [project_weight(weight[g * rows:(g + 1) * rows], rank,
+                                None if scale is None else scale[g * rows:(g + 1) * rows]) for g in range(groups)]
+        return torch.cat(parts, 0)
     shape, dtype = weight.shape, weight.dtype
     w = weight.detach().reshape(shape[0], -1).double()
     s = torch.ones(shape[0], dtype=torch.float64, device=w.device) if scale is None else scale.double()
@@ -218,7 +234,7 @@ def lrpet_project(model: nn.Module, ranks: Mapping[str, int] | None = None, *, r
             c: ConvInfo = convs[name]
             bn = modules[c.bn] if c.bn is not None else None
             scale = _bn_scale(bn, c.module.weight.shape[0], c.module.weight.device)
-            c.module.weight.copy_(project_weight(c.module.weight, r, scale))
+            c.module.weight.copy_(project_weight(c.module.weight, r, scale, groups=c.module.groups))
     return ranks
 
 
@@ -305,8 +321,16 @@ def lowrank_arch(structure: Structure, ranks: Mapping[str, int]) -> Arch:
     return Arch(stem=arch.stem, stages=tuple(stages), head=arch.head, input_size=arch.input_size)
 
 
-def factorise(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(v, u)`` with ``v``: ``rank×C_in×k×k`` = ``√Σ_r V_rᵀ``, ``u``: ``C_out×rank×1×1`` = ``U_r √Σ_r``."""
+def factorise(weight: torch.Tensor, rank: int, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(v, u)`` with ``v``: ``rank×C_in×k×k`` = ``√Σ_r V_rᵀ``, ``u``: ``C_out×rank×1×1`` = ``U_r √Σ_r``.
+
+    ``groups > 1``: each group factorised on its own; ``v`` is ``G·rank×C_in/G×k×k`` and ``u`` is
+    ``C_out×rank×1×1`` (both grouped convs with ``G`` groups, group g's factors in block g).
+    """
+    if groups > 1:
+        rows = weight.shape[0] // groups
+        pairs = [factorise(weight[g * rows:(g + 1) * rows], rank) for g in range(groups)]
+        return torch.cat([v for v, _ in pairs], 0), torch.cat([u for _, u in pairs], 0)
     c_out = weight.shape[0]
     u, sig, vh = torch.linalg.svd(weight.detach().reshape(c_out, -1).double(), full_matrices=False)
     root = sig[:rank].sqrt()
@@ -323,9 +347,10 @@ def export_lowrank(model: nn.Module, ranks: Mapping[str, int], *,
     else:
         arch = structure.arch.replace(ranks={**structure.arch.ranks_kw, **{n: r for n, r in ranks.items() if r}})
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    groups = {c.name: c.module.groups for c in structure.block_convs}
     for name, r in ranks.items():
         if r:
-            v, u = factorise(state.pop(f"{name}.weight"), r)
+            v, u = factorise(state.pop(f"{name}.weight"), r, groups.get(name, 1))
             state[f"{name}.v.weight"], state[f"{name}.u.weight"] = v, u
             if f"{name}.bias" in state:
                 state[f"{name}.u.bias"] = state.pop(f"{name}.bias")
