@@ -27,6 +27,7 @@ from .baselines import macs, params
 from .common import Batch, LossFn
 from .kernels import jacob_cov, jacob_cov_from_jacobian, naswot, naswot_from_codes
 from .pruning import fisher, grad_norm, grasp, snip
+from .shared import score_all
 from .synflow import synflow
 
 _Proxy = Callable[[nn.Module, Batch, LossFn, int], float]
@@ -62,5 +63,5 @@ def score(name: str, model: nn.Module, batch: Batch, *, loss_fn: LossFn = F.cros
 
 __all__ = [
     "PROXIES", "fisher", "grad_norm", "grasp", "jacob_cov", "jacob_cov_from_jacobian", "list_proxies", "macs",
-    "naswot", "naswot_from_codes", "params", "score", "snip", "synflow",
+    "naswot", "naswot_from_codes", "params", "score", "score_all", "snip", "synflow",
 ]
