@@ -105,19 +105,23 @@ def true_front_hv() -> tuple[float, float]:
 
 
 def _config(*, sampler: str, trials: int, seed: int, data_dir: str | None, ray_tmp: str,
-            counts_file: str | None = None, objectives: list[str] | None = None) -> Any:
+            counts_file: str | None = None, objectives: list[str] | None = None,
+            screen: dict[str, Any] | None = None) -> Any:
     """configs/nb201.yaml for one seeded search, one trial at a time; ``counts_file``: a complexity count cache
-    shared by the searches (evaluators/complexity.py), so each cell is counted once per bench run."""
+    shared by the searches (evaluators/complexity.py), so each cell is counted once per bench run; ``screen``:
+    ``search.screen`` (proxy-guided search, e.g. ``{"metric": "synflow", "candidates": 4}``; None: off)."""
     from .config import parse_config
 
     raw = yaml.safe_load(CONFIG_FILE.read_text())
     if counts_file is not None:
         raw.setdefault("evaluators", {})["complexity"] = {"cache_file": counts_file}
-    raw["name"] = f"bench-{sampler}-s{seed}" + ("" if objectives is None else "-" + "-".join(objectives))
+    raw["name"] = f"bench-{sampler}-s{seed}" + ("" if objectives is None else "-" + "-".join(objectives)) + \
+        ("" if screen is None else f"-screen-{screen['metric']}")
     if objectives is not None:
         raw["objectives"] = list(objectives)
     raw["data"] = {"name": "cifar10", "data_dir": data_dir}
-    raw["search"] = {"sampler": sampler, "n_trials": trials, "max_concurrent": 1, "seed": seed}
+    raw["search"] = {"sampler": sampler, "n_trials": trials, "max_concurrent": 1, "seed": seed,
+                     **({} if screen is None else {"screen": dict(screen)})}
     raw["ray"] = {"num_cpus": 1, "cpus_per_trial": 1, "temp_dir": ray_tmp, "trial_logs": False}
     return parse_config(raw)
 
@@ -139,19 +143,24 @@ def one_search(cfg: Any, results: Path) -> tuple[list[tuple[float, float]], floa
 
 
 def search_points(*, sampler: str, trials: int, seed: int, objectives: list[str], results: Path, ray_tmp: str,
-                  data_dir: str | None = None, counts_file: str | None = None) -> list[tuple[float, float]]:
+                  data_dir: str | None = None, counts_file: str | None = None,
+                  screen: dict[str, Any] | None = None) -> list[tuple[float, float]]:
     """One search of configs/nb201.yaml on ``objectives`` in its own folder under ``results``; its trials'
-    (val_acc, macs) in trial order (a re-proposal answered from the storage is a trial too). ``counts_file``:
-    a complexity count cache shared with other searches (:func:`_config`)."""
+    (val_acc, macs) in trial order (a re-proposal answered from the storage is a trial too; a candidate screened
+    out is not: it has no values). ``counts_file``: a complexity count cache shared with other searches;
+    ``screen``: ``search.screen`` (:func:`_config`)."""
     cfg = _config(sampler=sampler, trials=trials, seed=seed, data_dir=data_dir, ray_tmp=ray_tmp,
-                  objectives=objectives, counts_file=counts_file)
+                  objectives=objectives, counts_file=counts_file, screen=screen)
     return one_search(cfg, results)[0]
 
 
 def bench_space(space: str = "nb201", *, sampler: str = "tpe", trials: int = 100, seeds: int = 10,
-                data_dir: str | None = None, out: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+                data_dir: str | None = None, screen: dict[str, Any] | None = None,
+                out: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Run ``seeds`` searches of ``trials`` trials; return ``{best_acc, hv_fraction, overhead_s_per_trial}``, each
-    keyed by trial count with ``{"mean", "sd"}`` (overhead: one value for the whole run, keyed by ``trials``)."""
+    keyed by trial count with ``{"mean", "sd"}`` (overhead: one value for the whole run, keyed by ``trials``).
+    ``screen``: ``search.screen`` for every search (:func:`_config`); the driver's screening time is part of the
+    overhead (trials counts the trained ones)."""
     if space not in SPACES:
         raise ValueError(f"space: must be one of {', '.join(SPACES)}, got {space!r}")
     hv_true, ref = true_front_hv()
@@ -164,7 +173,7 @@ def bench_space(space: str = "nb201", *, sampler: str = "tpe", trials: int = 100
         try:
             for seed in range(seeds):
                 cfg = _config(sampler=sampler, trials=trials, seed=seed, data_dir=data_dir, ray_tmp=ray_tmp,
-                              counts_file=str(Path(tmp) / "complexity.sqlite"))
+                              counts_file=str(Path(tmp) / "complexity.sqlite"), screen=screen)
                 points, over = one_search(cfg, Path(tmp))
                 overhead.append(over)
                 for k in marks:

@@ -19,6 +19,7 @@ from evaluators import (
                         cheap_hint,
                         cheap_under,
                         get_metric,
+                        list_metrics,
                         metric_alternatives,
                         metric_evaluator,
                         objective_names,
@@ -234,13 +235,26 @@ def _registered(registry: Registry, name: str) -> str:
     return registry.entry(name).name
 
 
+class ScreenConfig(_Model):
+    """Proxy-guided search: for every trial handed to Ray, the searcher samples ``candidates`` new architectures,
+    scores each with ``metric`` in the driver, trains the best by the metric's direction and records the others
+    PRUNED (``screened_out``) without training them (search/searcher.py). ``metric``: a metric of the table
+    with a direction that is cheap under this config (a zero-cost proxy such as ``synflow``, or ``params``,
+    ``macs``; checked by :func:`parse_config`)."""
+
+    metric: str
+    candidates: int = Field(4, ge=2)
+
+
 class SearchConfig(_Model):
-    """``sampler``: a name in search/samplers.py's ``SAMPLERS``."""
+    """``sampler``: a name in search/samplers.py's ``SAMPLERS``. ``screen``: proxy-guided search
+    (:class:`ScreenConfig`; None: every sampled architecture is trained)."""
 
     sampler: str = DEFAULT_SAMPLER
     n_trials: int = Field(12, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
     seed: int = 0
+    screen: ScreenConfig | None = None
 
     @field_validator("sampler")
     @classmethod
@@ -445,6 +459,7 @@ def parse_config(data: Any) -> Config:
     _check_scheduler(cfg)
     _check_devices(cfg)
     _check_constraints(cfg)
+    _check_screen(cfg)
     _check_latency(cfg)
     _check_methods(cfg)
     return cfg
@@ -457,6 +472,31 @@ def _check_constraints(cfg: Config) -> None:
             hint = cheap_hint(metric)
             raise ConfigError(f"constraints.{key}: hard constraints need a cheap evaluator; "
                               f"{hint + ', or ' if hint else ''}use select.{key}")
+
+
+def screen_metrics(cfg: Config) -> list[str]:
+    """The metrics ``search.screen.metric`` may name: those with a direction that are cheap under ``cfg``."""
+    return [name for name in list_metrics() if get_metric(name).direction is not None
+            and cheap_under(get_metric(name), cfg.settings_for(cfg.evaluator_of(name)))]
+
+
+def _check_screen(cfg: Config) -> None:
+    """Screening scores every candidate in the driver: its metric must be cheap (no training, no measurement)."""
+    screen = cfg.search.screen
+    if screen is None:
+        return
+    valid = screen_metrics(cfg)
+    if screen.metric in valid:
+        return
+    if screen.metric not in METRICS:
+        problem = f"unknown metric {screen.metric!r}"
+    elif get_metric(screen.metric).direction is None:
+        problem = f"{screen.metric!r} has no direction (recorded only), so no candidate is better"
+    else:
+        hint = cheap_hint(get_metric(screen.metric))
+        problem = (f"{screen.metric!r} is not cheap under this config (screening scores every candidate before any "
+                   f"training{'; ' + hint if hint else ''})")
+    raise ConfigError(f"search.screen.metric: {problem}; valid: {', '.join(valid)}")
 
 
 def _check_methods(cfg: Config) -> None:

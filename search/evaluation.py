@@ -69,6 +69,7 @@ class ArchEvaluation:
         self.names = list(dict.fromkeys(cfg.evaluator_of(m) for m in list_metrics() if m in needed))  # table order
         self.trainer = cfg.evaluator_of(cfg.objectives[0])
         self._built: dict[str, Evaluator] | None = None
+        self._extra: dict[str, Evaluator] = {}
         try:
             _ = self.evaluators  # built here once, so a bad setting fails in the driver, before any trial
         except ValueError as exc:
@@ -79,15 +80,26 @@ class ArchEvaluation:
         """The config's evaluators by name, built once per process."""
         if self._built is None:
             import_plugins(self.cfg.plugins)
-            cfg = self.cfg
-            data = load_data(cfg)
-            self._built = {name: build_evaluator(name, RunContext(
-                data=data, seed=cfg.search.seed, threads=self.threads, settings=cfg.settings_for(name),
-                val_fraction=cfg.data.val_fraction, cache_dir=self.cache_dir)) for name in self.names}
+            self._built = {name: self._build(name) for name in self.names}
         return self._built
 
+    def _build(self, name: str) -> Evaluator:
+        cfg = self.cfg
+        return build_evaluator(name, RunContext(
+            data=load_data(cfg), seed=cfg.search.seed, threads=self.threads, settings=cfg.settings_for(name),
+            val_fraction=cfg.data.val_fraction, cache_dir=self.cache_dir))
+
+    def evaluator(self, name: str) -> Evaluator:
+        """The evaluator ``name`` as the trials build it: one of :attr:`evaluators`, or built here with the same
+        context and kept for this process (it is not run by the trials)."""
+        if name in self.evaluators:
+            return self.evaluators[name]
+        if name not in self._extra:
+            self._extra[name] = self._build(name)
+        return self._extra[name]
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_built": None}  # evaluators hold the data set: each process builds its own
+        return {**self.__dict__, "_built": None, "_extra": {}}  # they hold the data set: each process builds its own
 
     def _check_constraints(self, metrics: dict[str, Any]) -> None:
         for key, metric, bound in given_limits(self.cfg.constraints):
@@ -133,3 +145,39 @@ class ArchEvaluation:
             final = train_with_oom_retry(train, batch_size=trainer.batch_size, lr=trainer.lr,
                                          retry=cfg.faults.oom_retry)
         return {**metrics, **final}
+
+
+class Screen:
+    """``screen(arch) -> float``: the value of ``metric`` (a cheap one: ``search.screen``) for ``arch``, computed in
+    the calling process by the evaluator ``evaluation`` builds for it (the trials' own when they compute the
+    metric too); ``candidates``: proposals scored per trial handed to Ray (search/searcher.py). Pickles without
+    the evaluator (a Ray Tune checkpoint of the searcher); it is built again on the next call."""
+
+    def __init__(self, evaluation: ArchEvaluation, *, metric: str, candidates: int) -> None:
+        self.evaluation, self.metric, self.candidates = evaluation, metric, int(candidates)
+        self._evaluator: Evaluator | None = None
+
+    @classmethod
+    def from_config(cls, evaluation: ArchEvaluation) -> Screen | None:
+        """The config's ``search.screen`` (None when it is off), its evaluator built now, so a bad setting stops
+        the run (ConfigError) before any trial."""
+        section = evaluation.cfg.search.screen
+        if section is None:
+            return None
+        screen = cls(evaluation, metric=section.metric, candidates=section.candidates)
+        try:
+            screen._built()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return screen
+
+    def _built(self) -> Evaluator:
+        if self._evaluator is None:
+            self._evaluator = self.evaluation.evaluator(self.evaluation.cfg.evaluator_of(self.metric))
+        return self._evaluator
+
+    def __call__(self, arch: Arch) -> float:
+        return float(self._built().evaluate(arch)[self.metric])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_evaluator": None}

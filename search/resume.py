@@ -47,13 +47,27 @@ def fingerprint(cfg: Config) -> dict[str, Any]:
 
 def fingerprint_change(started: dict[str, Any], now: dict[str, Any], *, run_dir: Path) -> str | None:
     """One line naming the first field whose value differs, or None. A field only one side has (a config
-    written by an older or newer ``nas``) is not compared."""
-    for key, value in now.items():
-        if key in started and started[key] != value:
-            return (f"{key}: the run was started with {json.dumps(started[key])}, the config says "
+    written by an older or newer ``nas``) is not compared, but an optional section turned on or off is (one side
+    holds ``a.b: null``, the other ``a.b.c``: ``search.screen``, ``faults.inject``)."""
+    pairs = [(key, started[key], value) for key, value in now.items() if key in started]
+    for this, other, flip in ((now, started, False), (started, now, True)):
+        for key in this:
+            section = next((p for p in _prefixes(key) if other.get(p, 0) is None and p not in this), None)
+            if section is not None:
+                value = {k[len(section) + 1:]: v for k, v in this.items() if k.startswith(section + ".")}
+                pairs.append((section, value, None) if flip else (section, None, value))
+    for key, was, value in pairs:
+        if was != value:
+            return (f"{key}: the run was started with {json.dumps(was)}, the config says "
                     f"{json.dumps(value)}; resume with the run's config ({str(run_dir / 'config.yaml')!r}) or "
                     f"start a new run with another --name")
     return None
+
+
+def _prefixes(key: str) -> list[str]:
+    """``a.b.c`` → ``["a", "a.b"]``."""
+    parts = key.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts))]
 
 def read_record(run_dir: Path) -> dict[str, Any]:
     """``run.json`` of a run folder (ConfigError when it is unreadable)."""

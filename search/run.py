@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import optuna
 from optuna.trial import TrialState
@@ -34,6 +34,9 @@ from .schedulers import is_intermediate, make_scheduler
 from .searcher import Limit, NasOptunaSearch, epoch_arrivals
 from .space_def import InvalidSample, SearchSpace
 from .storage import make_storage
+
+if TYPE_CHECKING:
+    from .evaluation import Screen
 
 log = logging.getLogger("nas.search")
 
@@ -77,10 +80,11 @@ def _close_as_interrupted(study: optuna.Study, t: optuna.trial.FrozenTrial) -> N
 
 
 def budget_used(study: optuna.Study) -> int:
-    """Finished trials that count against ``search.n_trials``: all but those a killed driver left unfinished and
-    the re-proposed architectures answered from another trial (``cached_from``; search/searcher.py)."""
+    """Finished trials that count against ``search.n_trials``: all but those a killed driver left unfinished, the
+    re-proposed architectures answered from another trial (``cached_from``) and the candidates screening left
+    untrained (``screened_out``; search/searcher.py)."""
     return sum(not t.user_attrs.get("interrupted") and "cached_from" not in t.user_attrs
-               for t in study.get_trials(deepcopy=False, states=FINISHED))
+               and "screened_out" not in t.user_attrs for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def _trainable(config: dict[str, Any], evaluate: Callable) -> None:
@@ -209,7 +213,7 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
                resources: dict[str, float] | None = None, out: Callable[[str], None] = print,
                study_attrs: dict[str, Any] | None = None, scheduler: Any | None = None,
                lease: StudyLease | None = None, limits: Sequence[Limit] = (),
-               trial_logs: bool = True) -> optuna.Study:
+               trial_logs: bool = True, screen: Screen | None = None) -> optuna.Study:
     """Run (or continue) the study ``study_name`` until ``n_trials`` distinct architectures were evaluated
     (:func:`budget_used`), or the space is exhausted (search/searcher.py: one line says so).
 
@@ -218,6 +222,8 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     owned and kept beating, so another driver never closes them; without one they carry no owner.
     ``limits``: the hard limits whose constraint values every trial stores for the sampler (search/searcher.py).
     ``trial_logs``: keep Ray Tune's per-trial JSON/CSV/TensorBoard logs (``ray.trial_logs``).
+    ``screen``: proxy-guided search (``search.screen``; search/searcher.py): the best of its candidates by a cheap
+    metric, scored here in the driver, is trained; the others are recorded PRUNED and not counted.
     The objective names are the study's metric names (optuna-dashboard's axis labels)."""
     from ray import tune
 
@@ -250,7 +256,7 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     searcher = NasOptunaSearch(space=DefineByRun(space, objectives, lease.owner if lease else None),
                                metric=list(objectives),
                                mode=modes, sampler=sampler, storage=storage,
-                               study_name=study_name, limits=limits)
+                               study_name=study_name, limits=limits, screen=screen)
     # A failed trial reports only ``trial_error``; Tune's strict check would abort the whole run on it.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # one FAIL line per trial; traces stay in error.txt
@@ -287,7 +293,9 @@ def run_search(space: SearchSpace, evaluate: Callable, *, objectives: Sequence[s
     out(f"finished {progress.done - done} trial(s) this run, {progress.failed} failed"
         + (f" ({kinds})" if kinds else "") + (f", {progress.over_limit} over a limit" if progress.over_limit else "")
         + (f"; {searcher.duplicates} re-proposed architecture(s) answered from the stored trials (not counted)"
-           if searcher.duplicates else ""))
+           if searcher.duplicates else "")
+        + (f"; {searcher.screened} candidate(s) screened out by {screen.metric} (not trained, not counted)"
+           if searcher.screened else ""))
     return study
 
 
@@ -405,7 +413,7 @@ def _open_study(storage: optuna.storages.BaseStorage, cfg: Config, *, run_dir: P
 
 def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, space: SearchSpace, data: Any,
             out: Callable[[str], None], *, lease: StudyLease) -> optuna.Study:
-    from .evaluation import ArchEvaluation
+    from .evaluation import ArchEvaluation, Screen
     from .results.export import export_run
 
     n_prev = len(optuna.study.get_all_study_names(storage)) and _n_trials(storage, cfg.name)
@@ -421,7 +429,8 @@ def _search(cfg: Config, run_dir: Path, storage: optuna.storages.BaseStorage, sp
                        limits=[(m.name, m.direction, bound) for _, m, bound in given_limits(cfg.constraints)],
                        study_attrs={"config": cfg.model_dump(mode="json"), "fingerprint": fingerprint(cfg),
                                     "input_size": data.input_size, "num_classes": data.num_classes,
-                                    "in_chans": data.in_chans}, lease=lease, trial_logs=cfg.ray.trial_logs)
+                                    "in_chans": data.in_chans}, lease=lease, trial_logs=cfg.ray.trial_logs,
+                       screen=Screen.from_config(evaluate))
     export_run(run_dir, storage=storage, out=out)
     return study
 

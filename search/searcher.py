@@ -28,6 +28,20 @@ with ``over_limit`` as user attribute: it was stopped before training, TPE ranks
 and it never reaches the Pareto front. NSGA-II selects its parents among COMPLETE trials only, so it sees the
 constraint values of the feasible ones but not the PRUNED over-limit trials.
 
+**Screening** (proxy-guided search, ``search.screen: {metric, candidates}``). With a ``screen`` (search/evaluation.py's
+:class:`~search.evaluation.Screen`), the searcher collects up to ``candidates`` new proposals per trial it hands Ray
+(each re-proposal is answered as above and does not count as a candidate), scores each in the driver with the cheap
+metric and hands Ray the best by the metric's direction (ties: the earliest). Every other candidate is told at once
+as PRUNED with the user attributes ``screened_out`` (one line: ``synflow 1.2e+03 < 4.5e+03 of trial 17 (best of
+4)``) and its metric value under the metric's name; the chosen trial records its metric value and ``screen_seconds``,
+the driver's seconds spent scoring its candidates. A candidate that cannot be scored (an invalid sample, told FAIL
+with its reason, or an architecture the metric raised on) ranks last. Screened-out trials never reach Ray and do not
+count against ``search.n_trials``; a later re-proposal of one is answered from it like any other duplicate.
+What the samplers learn from them: TPE ranks PRUNED trials below COMPLETE ones, so screened-out proposals teach it
+to avoid low-proxy regions (they also count towards its random start-up trials); NSGA-II, GP and REA read COMPLETE
+trials only, and random search ignores every trial. Candidates are RUNNING only inside :meth:`suggest`, owned by the
+driver like every trial it samples, so a Ctrl-C while scoring leaves them to :func:`search.run.close_interrupted`.
+
 Every per-epoch report is stored as it arrives: the first objective as the trial's Optuna intermediate value
 at step ``epoch`` (optuna-dashboard draws them as learning curves), and every objective, with the arrival
 time, appended to the user attribute :data:`EPOCH_ATTR`, from which :func:`epoch_arrivals` rebuilds a
@@ -37,17 +51,21 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from evaluators import list_metrics
+from evaluators import get_metric, list_metrics
+from space import from_yaml
 
 from .schedulers import is_intermediate
 from .storage import set_user_attrs
+
+if TYPE_CHECKING:
+    from .evaluation import Screen
 
 RUN_ATTRS = ("eval_seconds", "batch_size", "oom_retries", "node", "threads", "latency_device", "latency_protocol",
              "latency_ratio", "latency_reference_ms", "latency_ci_ms")
@@ -112,29 +130,37 @@ class NasOptunaSearch(OptunaSearch):
     """Ray's ``OptunaSearch`` that never hands Ray an architecture already evaluated or running, stores per-epoch
     reports and constraint values, and records why a trial failed (module docstring).
 
-    ``limits``: the hard limits whose constraint values are stored (:data:`Limit`, the config's order)."""
+    ``limits``: the hard limits whose constraint values are stored (:data:`Limit`, the config's order).
+    ``screen``: proxy-guided search (module docstring; None: every new proposal goes to Ray)."""
 
-    def __init__(self, *args: Any, limits: Sequence[Limit] = (), **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: Sequence[Limit] = (), screen: Screen | None = None, **kwargs: Any) -> None:
         self.limits = list(limits)
+        self.screen = screen
         self.exhausted: str | None = None
-        self.duplicates = 0
+        self.duplicates = self.screened = 0
         self._index: dict[str, list[int]] | None = None
         super().__init__(*args, **kwargs)
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        """A new architecture's config, re-sampling re-proposed ones (recorded, not run); ``FINISHED`` once
-        :data:`MAX_RESAMPLES` proposals in a row were duplicates."""
+        """A new architecture's config, re-sampling re-proposed ones (recorded, not run) and, with a ``screen``,
+        the best of its candidates; ``FINISHED`` once :data:`MAX_RESAMPLES` proposals in a row were duplicates."""
         if self.exhausted is not None:
             return Searcher.FINISHED
         if trial_id in self._ot_trials or not callable(self._space):
             return super().suggest(trial_id)
-        size = getattr(getattr(self._space, "space", None), "size", None)
         index = self._arch_index()
-        if size is not None and len(index) >= size() and len(self._taken()) >= size():  # taken ⊆ index's keys
-            self.exhausted = f"search space exhausted: all {size():,} architectures evaluated or running"
+        if self._space_full(index):
             return Searcher.FINISHED
         storage = self._ot_study._storage  # Optuna has no public API to read one trial by id
-        for _ in range(MAX_RESAMPLES):
+        want = self.screen.candidates if self.screen is not None else 1
+        picked: list[tuple[Any, dict]] = []
+        misses = 0
+        while len(picked) < want and not (picked and self._space_full(index)):
+            if misses == MAX_RESAMPLES:
+                self.exhausted = (f"search space exhausted: the last {MAX_RESAMPLES} proposals were architectures "
+                                  f"already evaluated or running; stopping with {len(self._taken())} distinct "
+                                  f"architecture(s)")
+                break
             ot_trial = self._ot_study.ask()
             config = self._suggest_from_define_by_run_func(self._space, ot_trial)
             arch_id = ot_trial.user_attrs.get("arch_id")
@@ -143,13 +169,69 @@ class NasOptunaSearch(OptunaSearch):
             if arch_id is not None:
                 index.setdefault(arch_id, []).append(ot_trial._trial_id)
             if not same:
-                self._ot_trials[trial_id] = ot_trial
-                return config
+                picked.append((ot_trial, config))
+                misses = 0
+                continue
             self._answer_from(ot_trial, min(same, key=_source_rank))
             self.duplicates += 1
-        self.exhausted = (f"search space exhausted: the last {MAX_RESAMPLES} proposals were architectures already "
-                          f"evaluated or running; stopping with {len(self._taken())} distinct architecture(s)")
-        return Searcher.FINISHED
+            misses += 1
+        if not picked:
+            return Searcher.FINISHED
+        ot_trial, config = picked[self._screen(picked)] if self.screen is not None else picked[0]
+        self._ot_trials[trial_id] = ot_trial
+        return config
+
+    def _space_full(self, index: dict[str, list[int]]) -> bool:
+        """Every architecture of the space is evaluated or running; :attr:`exhausted` then says so."""
+        size = getattr(getattr(self._space, "space", None), "size", None)
+        if size is None or len(index) < size() or len(self._taken()) < size():  # taken ⊆ index's keys
+            return False
+        self.exhausted = f"search space exhausted: all {size():,} architectures evaluated or running"
+        return True
+
+    def _screen(self, picked: list[tuple[Any, dict]]) -> int:
+        """Score the candidates ``picked`` (``(Optuna trial, config)``, in sampling order) with the screen, tell
+        all but the best (module docstring) and return the best's position."""
+        screen = self.screen
+        metric = screen.metric
+        sign = 1.0 if get_metric(metric).direction == "max" else -1.0
+        t0 = time.perf_counter()
+        scores: list[float | None] = []
+        why: list[str] = []
+        for _, config in picked:
+            value, problem = None, "an invalid sample"
+            if "invalid" not in config:
+                try:
+                    value = float(screen(from_yaml(config["arch_yaml"])))
+                    problem = "not a number"
+                except Exception as exc:  # recorded on the candidate; the search goes on
+                    problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            scores.append(value if value is not None and not math.isnan(value) else None)
+            why.append(problem)
+        seconds = time.perf_counter() - t0
+        scored = [i for i, v in enumerate(scores) if v is not None]
+        best = max(scored, key=lambda i: (sign * scores[i], -i)) if scored else 0
+        top, n = picked[best][0], len(picked)
+        for i, (ot_trial, config) in enumerate(picked):
+            value = scores[i]
+            attrs: dict[str, Any] = {} if value is None else {metric: value}
+            if i == best:
+                set_user_attrs(ot_trial, {**attrs, "screen_seconds": seconds})
+                continue
+            if value is not None:
+                rel = "=" if value == scores[best] else "<" if sign * value < sign * scores[best] else ">"
+                attrs["screened_out"] = f"{metric} {value:.3g} {rel} {scores[best]:.3g} of trial {top.number} " \
+                                        f"(best of {n})"
+            elif scores[best] is not None:
+                attrs["screened_out"] = f"{metric} not computed ({why[i]}); trial {top.number} scored " \
+                                        f"{scores[best]:.3g} (best of {n})"
+            else:
+                attrs["screened_out"] = f"{metric} not computed ({why[i]}); no candidate of {n} was scored, the " \
+                                        f"first (trial {top.number}) went on"
+            set_user_attrs(ot_trial, attrs)
+            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL if "invalid" in config else TrialState.PRUNED)
+            self.screened += 1
+        return best
 
     def _arch_index(self) -> dict[str, list[int]]:
         """``arch_id`` → ids of the study's trials recorded with it: read once, then kept up to date by
@@ -174,7 +256,7 @@ class NasOptunaSearch(OptunaSearch):
             ot_trial.set_user_attr("fail_reason", f"duplicate: same architecture as trial {src.number}, still running")
             self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
             return
-        for key in (*recorded(), "fail_reason", "pruned_at_epoch", "over_limit"):
+        for key in (*recorded(), "fail_reason", "pruned_at_epoch", "over_limit", "screened_out"):
             if key in src.user_attrs and key != "arch_id":
                 ot_trial.set_user_attr(key, src.user_attrs[key])
         storage = self._ot_study._storage  # Optuna has no public API to copy these onto a trial
