@@ -7,6 +7,8 @@ Each preset is built for 10 classes and scored on one seeded batch of Gaussian 3
 depend on the pixel values) with :func:`evaluators.zero_cost.score`; every proxy runs ``--repeats`` times after one
 untimed call, and the median is printed twice: wall-clock seconds and the process's CPU seconds. On a machine shared
 with other jobs the CPU time leaves out the time spent waiting for them; with one thread it is the work itself.
+The last rows time every listed proxy at once: one call each (the sum above) beside
+:func:`evaluators.zero_cost.score_all`'s shared passes, measured in turns in the same run, and their ratio.
 """
 from __future__ import annotations
 
@@ -46,6 +48,32 @@ def time_proxies(preset: str, proxies: list[str], *, batch: int, repeats: int) -
     return rows
 
 
+def time_shared(preset: str, proxies: list[str], *, batch: int, repeats: int) -> tuple[float, float]:
+    """Median CPU seconds of all ``proxies`` on ``preset``: one :func:`score` call each, then one
+    :func:`score_all` call, the two taken in turns ``repeats`` times."""
+    import torch
+
+    from evaluators.zero_cost import score, score_all
+    from space import build_model, get_preset
+
+    arch = get_preset(preset)
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=10, in_chans=3)
+    size = arch.input_size
+    data = (torch.randn(batch, 3, size, size, generator=gen), torch.randint(0, 10, (batch,), generator=gen))
+    separate, shared = [], []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        for name in proxies:
+            score(name, model, data)
+        c1 = time.process_time()
+        score_all(proxies, model, data)
+        separate.append(c1 - c0)
+        shared.append(time.process_time() - c1)
+    return statistics.median(separate), statistics.median(shared)
+
+
 def main() -> None:
     from evaluators.zero_cost import list_proxies
 
@@ -66,6 +94,9 @@ def main() -> None:
         print(f"\n{preset}\n{'proxy':<10} {'value':>13} {'wall s':>8} {'cpu s':>8}")
         for name, value, wall, cpu in time_proxies(preset, proxies, batch=args.batch, repeats=args.repeats):
             print(f"{name:<10} {value:>13.5g} {wall:>8.3f} {cpu:>8.3f}", flush=True)
+        separate, shared = time_shared(preset, proxies, batch=args.batch, repeats=args.repeats)
+        print(f"all {len(proxies)}, one call each: {separate:.3f} cpu s; score_all (shared passes): "
+              f"{shared:.3f} cpu s; ratio {shared / separate:.2f}", flush=True)
 
 
 if __name__ == "__main__":
