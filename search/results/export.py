@@ -28,7 +28,20 @@ from ..limits import TIE_BREAK
 from .selection import select_best, unique_archs
 
 HEAD = ("number", "state", "arch_id")
-TAIL = ("duration_s", "datetime_start", "fail_reason")
+TAIL = ("duration_s", "datetime_start", "fail_reason", "pruned_reason")
+
+
+def pruned_reason(t: FrozenTrial) -> str:
+    """Why a PRUNED trial was not trained to the end ('' for any other state): screened out by the screening metric
+    (``screened_out``), over a hard limit (``over_limit``) or stopped by the scheduler at an epoch."""
+    if t.state != TrialState.PRUNED:
+        return ""
+    attrs = t.user_attrs
+    if "screened_out" in attrs:
+        return f"screened out: {attrs['screened_out']}"
+    if "over_limit" in attrs:
+        return f"over a limit: {attrs['over_limit']}"
+    return f"stopped at epoch {attrs['pruned_at_epoch']}" if "pruned_at_epoch" in attrs else ""
 
 
 def metric_columns(objectives: list[str], recorded: list[dict[str, Any]]) -> list[str]:
@@ -38,7 +51,8 @@ def metric_columns(objectives: list[str], recorded: list[dict[str, Any]]) -> lis
 
 
 def columns(trials: list[FrozenTrial], objectives: list[str]) -> list[str]:
-    """``trials.csv``'s header: number, state, arch_id, the metric columns, duration, start, failure reason."""
+    """``trials.csv``'s header: number, state, arch_id, the metric columns, duration, start, failure reason and
+    pruned reason (:func:`pruned_reason`)."""
     return [*HEAD, *metric_columns(objectives, [t.user_attrs for t in trials]), *TAIL]
 
 
@@ -74,6 +88,7 @@ def trial_row(t: FrozenTrial, objectives: list[str], metrics: list[str]) -> dict
     row["duration_s"] = f"{t.duration.total_seconds():.2f}" if t.duration is not None else ""
     row["datetime_start"] = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else ""
     row["fail_reason"] = t.user_attrs.get("fail_reason", "") if t.state != TrialState.COMPLETE else ""
+    row["pruned_reason"] = pruned_reason(t)
     return row
 
 

@@ -31,7 +31,7 @@ from evaluators import get_metric
 from ..config import Config
 from . import report_plots as rp
 from .compare import front_trials, load_compare
-from .export import open_run
+from .export import open_run, pruned_reason
 from .front_latency import load_front_latency
 
 REMEASURED = "latency (re-measured, 95% CI)"
@@ -266,7 +266,7 @@ def _trials_table(view: RunView) -> str:
         vals = [_fmt(o, v) for o, v in zip(obj, t.values)] if t.values else [""] * len(obj)
         note = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else ""
         if t.state == TrialState.PRUNED:
-            note = f"stopped at epoch {t.user_attrs.get('pruned_at_epoch', '?')}"
+            note = pruned_reason(t)
         if "cached_from" in t.user_attrs:
             note = f"same architecture as trial {t.user_attrs['cached_from']}"
         colour = rp.STATE_COLOURS.get(t.state.name, "#000")

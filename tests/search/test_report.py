@@ -69,14 +69,21 @@ def test_report_with_running_failed_pruned_trials_and_after_resume(tiny, tmp_pat
                                  user_attrs={**arch, "fail_reason": "RuntimeError: boom in the test"}))
     study.add_trial(create_trial(state=TrialState.PRUNED, params=base.params, distributions=base.distributions,
                                  user_attrs={**arch, "pruned_at_epoch": 1}, intermediate_values={1: 0.5}))
+    for attrs in ({"over_limit": "constraints.max_params: 9e+04 > 5e+04"},
+                  {"screened_out": "synflow 1.2e+03 < 4.5e+03 of trial 0 (best of 4)"}):
+        study.add_trial(create_trial(state=TrialState.PRUNED, params=base.params, distributions=base.distributions,
+                                     user_attrs={**arch, **attrs}))
     running = study.ask(fixed_distributions=base.distributions)
     for k, v in arch.items():
         running.set_user_attr(k, v)
 
     build_report(run, out=lambda s: None)
     page = (run / "report" / "report.html").read_text()
-    for text in ("RUNNING", "PRUNED", "FAIL", "boom in the test", "stopped at epoch 1"):
+    for text in ("RUNNING", "PRUNED", "FAIL", "boom in the test", "stopped at epoch 1",
+                 "over a limit: constraints.max_params: 9e+04 &gt; 5e+04",
+                 "screened out: synflow 1.2e+03 &lt; 4.5e+03 of trial 0 (best of 4)"):
         assert text in page
+    assert "epoch ?" not in page
     assert all(aid in page for aid in _front_ids(run))
     assert (run / "report" / "trials.png").read_bytes()[:8] == PNG_MAGIC
 

@@ -2,6 +2,7 @@
 the best and records the others PRUNED, untrained and uncounted."""
 from __future__ import annotations
 
+import csv
 import importlib.util
 import shutil
 import subprocess
@@ -69,6 +70,10 @@ def test_a_screened_search_trains_the_best_candidate_of_each_batch_and_counts_on
                 assert t.user_attrs["screened_out"].endswith(f"of trial {top.number} (best of 3)")
     summary = [line for line in lines if line.startswith("finished ")]
     assert summary and summary[0].endswith("; 10 candidate(s) screened out by params (not trained, not counted)")
+    with open(tmp_path / "run" / "trials.csv") as f:
+        reasons = {int(r["number"]): r["pruned_reason"] for r in csv.DictReader(f)}
+    assert all(reasons[t.number] == (f"screened out: {t.user_attrs['screened_out']}" if t.state.name == "PRUNED"
+                                     else "") for t in trials)
 
 
 class FakeScreen:
