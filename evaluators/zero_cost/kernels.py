@@ -76,26 +76,44 @@ def naswot(model: nn.Module, batch: Batch, *, seed: int = 0) -> float:
     """
     batch = check_batch(batch, min_size=2)
     with scratch_copy(model, batch, seed=seed) as net:
-        relus = [m for m in net.modules() if "ReLU" in type(m).__name__]
-        if not relus:
-            raise ValueError(f"model: naswot needs ReLU-family modules (its codes are ReLU input signs); "
-                             f"{type(model).__name__} has none")
-        kernel = torch.zeros(batch[0].shape[0], batch[0].shape[0], dtype=torch.float64)
-        calls = 0
-
-        def record(_m: nn.Module, inp: Any) -> None:
-            nonlocal kernel, calls
-            kernel = kernel + code_kernel(inp[0].detach() > 0)
-            calls += 1
-
-        handles = [m.register_forward_pre_hook(record) for m in relus]
+        relus = relu_modules(net, model)
+        codes = CodeHooks(relus, batch[0].shape[0])
         try:
             x, _ = on_model(net, batch)
             with torch.no_grad():
                 net(x)
         finally:
-            for h in handles:
-                h.remove()
-        if not calls:
-            raise ValueError(f"model: none of the {len(relus)} ReLU-family modules ran in the forward pass")
-        return _logdet(kernel)
+            codes.remove()
+        return codes.score()
+
+
+def relu_modules(net: nn.Module, model: nn.Module) -> list[nn.Module]:
+    """Every module of ``net`` whose class name contains ``ReLU``; ``ValueError`` naming ``model`` when none."""
+    relus = [m for m in net.modules() if "ReLU" in type(m).__name__]
+    if not relus:
+        raise ValueError(f"model: naswot needs ReLU-family modules (its codes are ReLU input signs); "
+                         f"{type(model).__name__} has none")
+    return relus
+
+
+class CodeHooks:
+    """Forward pre-hooks on ``relus`` adding each call's :func:`code_kernel` of its input signs to an n×n kernel;
+    :meth:`score` is naswot's log|K_H| (:func:`naswot`)."""
+
+    def __init__(self, relus: list[nn.Module], n: int) -> None:
+        self.kernel = torch.zeros(n, n, dtype=torch.float64)
+        self.calls, self.modules = 0, len(relus)
+        self.handles = [m.register_forward_pre_hook(self._record) for m in relus]
+
+    def _record(self, _m: nn.Module, inp: Any) -> None:
+        self.kernel = self.kernel + code_kernel(inp[0].detach() > 0)
+        self.calls += 1
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def score(self) -> float:
+        if not self.calls:
+            raise ValueError(f"model: none of the {self.modules} ReLU-family modules ran in the forward pass")
+        return _logdet(self.kernel)

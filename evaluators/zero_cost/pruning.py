@@ -78,12 +78,18 @@ def grasp(model: nn.Module, batch: Batch, *, loss_fn: LossFn = F.cross_entropy, 
     with scratch_copy(model, batch, seed=seed) as net:
         _twice_differentiable(net)
         weights, grads = _weight_grads(net, batch, loss_fn, create_graph=True)
-        pairs = [(w, g) for w, g in zip(weights, grads) if g is not None and g.requires_grad]
-        if not pairs:
-            return 0.0
-        z = sum((g.detach() * g).sum() for _, g in pairs)
-        hg = torch.autograd.grad(z, [w for w, _ in pairs], allow_unused=True)
-        return sum(float(-(w.detach() * h).sum()) for (w, _), h in zip(pairs, hg) if h is not None)
+        return grasp_from_grads(weights, grads)
+
+
+def grasp_from_grads(weights: list[torch.Tensor], grads: list[torch.Tensor | None]) -> float:
+    """Σ −W ⊙ (H g) from ``grads`` = ∂L/∂W computed with ``create_graph=True`` (H g: the gradient of
+    Σ stop_grad(g)·g)."""
+    pairs = [(w, g) for w, g in zip(weights, grads) if g is not None and g.requires_grad]
+    if not pairs:
+        return 0.0
+    z = sum((g.detach() * g).sum() for _, g in pairs)
+    hg = torch.autograd.grad(z, [w for w, _ in pairs], allow_unused=True)
+    return sum(float(-(w.detach() * h).sum()) for (w, _), h in zip(pairs, hg) if h is not None)
 
 
 def fisher(model: nn.Module, batch: Batch, *, loss_fn: LossFn = F.cross_entropy, seed: int = 0) -> float:
@@ -97,30 +103,39 @@ def fisher(model: nn.Module, batch: Batch, *, loss_fn: LossFn = F.cross_entropy,
     """
     batch = check_batch(batch)
     with scratch_copy(model, batch, seed=seed) as net:
-        total = 0.0
-
-        def hook(layer: nn.Module) -> Any:
-            fan_in = layer.weight[0].numel()
-
-            def forward_hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
-                act = out.detach()
-                out = out.clone()  # what runs next sees the clone, so an in-place op cannot overwrite act
-
-                def backward_hook(grad: torch.Tensor) -> None:
-                    nonlocal total
-                    g = act * grad.detach()
-                    g_nk = g.flatten(2).sum(2) if g.dim() > 2 else g
-                    total += fan_in * float(0.5 * g_nk.pow(2).mean(0).sum())
-
-                out.register_hook(backward_hook)
-                return out
-            return forward_hook
-
-        handles = [layer.register_forward_hook(hook(layer)) for layer in weight_layers(net)]
+        hooks = FisherHooks(weight_layers(net))
         try:
             x, y = on_model(net, batch)
             loss_fn(net(x), y).backward()
         finally:
-            for h in handles:
-                h.remove()
-        return total
+            hooks.remove()
+        return hooks.total
+
+
+class FisherHooks:
+    """Forward hooks on ``layers`` whose outputs' gradients, when a backward pass reaches them, add
+    fan_in · ½ mean_n Σ_k g_nk² to :attr:`total` (:func:`fisher`)."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        self.total = 0.0
+        self.handles = [layer.register_forward_hook(self._hook(layer)) for layer in layers]
+
+    def _hook(self, layer: nn.Module) -> Any:
+        fan_in = layer.weight[0].numel()
+
+        def forward_hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
+            act = out.detach()
+            out = out.clone()  # what runs next sees the clone, so an in-place op cannot overwrite act
+
+            def backward_hook(grad: torch.Tensor) -> None:
+                g = act * grad.detach()
+                g_nk = g.flatten(2).sum(2) if g.dim() > 2 else g
+                self.total += fan_in * float(0.5 * g_nk.pow(2).mean(0).sum())
+
+            out.register_hook(backward_hook)
+            return out
+        return forward_hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()

@@ -14,7 +14,7 @@ synflow (its own float64, all-positive, batch-norm-free copy), ``params`` and ``
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 import torch.nn as nn
@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from .baselines import macs, params
 from .common import Batch, LossFn, check_batch, on_model, scratch_copy, weight_layers
-from .kernels import _logdet, code_kernel, jacob_cov_from_jacobian
-from .pruning import _twice_differentiable
+from .kernels import CodeHooks, jacob_cov_from_jacobian, relu_modules
+from .pruning import FisherHooks, _twice_differentiable, grasp_from_grads
 from .synflow import synflow
 
 LOSS_BASED = ("grad_norm", "snip", "fisher", "grasp")
@@ -38,49 +38,23 @@ def _loss_based(model: nn.Module, batch: Batch, names: set[str], loss_fn: LossFn
         if "grasp" in names:
             _twice_differentiable(net)
         layers = weight_layers(net)
-        fisher_total = 0.0
-
-        def hook(layer: nn.Module) -> Any:  # pruning.fisher's hook: Σ_layers fan_in · ½ mean_n Σ_k g_nk²
-            fan_in = layer.weight[0].numel()
-
-            def forward_hook(_m: nn.Module, _inp: Any, o: torch.Tensor) -> torch.Tensor:
-                act = o.detach()
-                o = o.clone()
-
-                def backward_hook(grad: torch.Tensor) -> None:
-                    nonlocal fisher_total
-                    g = act * grad.detach()
-                    g_nk = g.flatten(2).sum(2) if g.dim() > 2 else g
-                    fisher_total += fan_in * float(0.5 * g_nk.pow(2).mean(0).sum())
-
-                o.register_hook(backward_hook)
-                return o
-            return forward_hook
-
-        handles = [layer.register_forward_hook(hook(layer)) for layer in layers] if "fisher" in names else []
+        hooks = FisherHooks(layers if "fisher" in names else [])
         try:
             x, y = on_model(net, batch)
             weights = [m.weight for m in layers]
             loss = loss_fn(net(x), y)
             grads = torch.autograd.grad(loss, weights, create_graph="grasp" in names, allow_unused=True)
         finally:
-            for h in handles:
-                h.remove()
+            hooks.remove()
         if "fisher" in names:
-            out["fisher"] = fisher_total
+            out["fisher"] = hooks.total
         if "grad_norm" in names:
             out["grad_norm"] = sum(float(g.detach().norm()) for g in grads if g is not None)
         if "snip" in names:
             out["snip"] = sum(float((w.detach() * g.detach()).abs().sum()) for w, g in zip(weights, grads)
                               if g is not None)
         if "grasp" in names:
-            pairs = [(w, g) for w, g in zip(weights, grads) if g is not None and g.requires_grad]
-            if not pairs:
-                out["grasp"] = 0.0
-            else:
-                z = sum((g.detach() * g).sum() for _, g in pairs)
-                hg = torch.autograd.grad(z, [w for w, _ in pairs], allow_unused=True)
-                out["grasp"] = sum(float(-(w.detach() * h).sum()) for (w, _), h in zip(pairs, hg) if h is not None)
+            out["grasp"] = grasp_from_grads(weights, list(grads))
     return out
 
 
@@ -89,20 +63,8 @@ def _kernels(model: nn.Module, batch: Batch, names: set[str], seed: int) -> dict
     batch = check_batch(batch, min_size=2)
     out: dict[str, float] = {}
     with scratch_copy(model, batch, seed=seed) as net:
-        relus = [m for m in net.modules() if "ReLU" in type(m).__name__]
-        if "naswot" in names and not relus:
-            raise ValueError(f"model: naswot needs ReLU-family modules (its codes are ReLU input signs); "
-                             f"{type(model).__name__} has none")
         n = batch[0].shape[0]
-        kernel = torch.zeros(n, n, dtype=torch.float64)
-        calls = 0
-
-        def record(_m: nn.Module, inp: Any) -> None:
-            nonlocal kernel, calls
-            kernel = kernel + code_kernel(inp[0].detach() > 0)
-            calls += 1
-
-        handles = [m.register_forward_pre_hook(record) for m in relus] if "naswot" in names else []
+        codes = CodeHooks(relu_modules(net, model) if "naswot" in names else [], n)
         try:
             x, _ = on_model(net, batch)
             x = x.detach().clone().requires_grad_("jacob_cov" in names)
@@ -113,12 +75,9 @@ def _kernels(model: nn.Module, batch: Batch, names: set[str], seed: int) -> dict
                 with torch.no_grad():
                     net(x)
         finally:
-            for h in handles:
-                h.remove()
+            codes.remove()
         if "naswot" in names:
-            if not calls:
-                raise ValueError(f"model: none of the {len(relus)} ReLU-family modules ran in the forward pass")
-            out["naswot"] = _logdet(kernel)
+            out["naswot"] = codes.score()
     return out
 
 
