@@ -38,8 +38,16 @@ def jacob_cov(model: nn.Module, batch: Batch, *, seed: int = 0) -> float:
     with scratch_copy(model, batch, seed=seed) as net:
         x, _ = on_model(net, batch)
         x = x.detach().clone().requires_grad_(True)
-        (jac,) = torch.autograd.grad(net(x).sum(), x)
-        return jacob_cov_from_jacobian(jac.reshape(jac.shape[0], -1).cpu().numpy())
+        return jacob_cov_from_jacobian(input_jacobian(net(x), x))
+
+
+def input_jacobian(y: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+    """The rows ∂(Σ_c y_c(xₙ))/∂xₙ as an (N, D) array; all zeros when ``y`` does not depend on ``x`` (a network whose
+    every path to the output is cut, e.g. a NAS-Bench-201 cell of ``none`` edges), whose jacob_cov is then NaN."""
+    (jac,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+    if jac is None:
+        return np.zeros((x.shape[0], x[0].numel()))
+    return jac.reshape(jac.shape[0], -1).cpu().numpy()
 
 
 def code_kernel(codes: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .baselines import macs, params
 from .common import Batch, LossFn, check_batch, on_model, scratch_copy, weight_layers
-from .kernels import CodeHooks, jacob_cov_from_jacobian, relu_modules
+from .kernels import CodeHooks, input_jacobian, jacob_cov_from_jacobian, relu_modules
 from .pruning import FisherHooks, _twice_differentiable, grasp_from_grads
 from .synflow import synflow
 
@@ -69,8 +69,7 @@ def _kernels(model: nn.Module, batch: Batch, names: set[str], seed: int) -> dict
             x, _ = on_model(net, batch)
             x = x.detach().clone().requires_grad_("jacob_cov" in names)
             if "jacob_cov" in names:
-                (jac,) = torch.autograd.grad(net(x).sum(), x)
-                out["jacob_cov"] = jacob_cov_from_jacobian(jac.reshape(n, -1).cpu().numpy())
+                out["jacob_cov"] = jacob_cov_from_jacobian(input_jacobian(net(x), x))
             else:
                 with torch.no_grad():
                     net(x)

@@ -2,6 +2,8 @@
 call per proxy, each on its own copy), with fewer forward passes, whatever subset is asked for."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -49,6 +51,14 @@ def test_any_subset_equals_its_own_functions(subset):
     assert list(shared) == subset
     for name in subset:
         assert shared[name] == pytest.approx(score(name, net, batch), rel=1e-9, abs=1e-12), name
+
+
+def test_a_network_whose_output_ignores_its_input_scores_nan_jacob_cov():
+    torch.manual_seed(0)
+    net, batch = build_model(nb201(("none",) * 6), num_classes=5, in_chans=3), _batch()  # every path to the output cut
+    assert math.isnan(score("jacob_cov", net, batch))
+    shared = score_all(NETWORK_PROXIES, net, batch)
+    assert math.isnan(shared["jacob_cov"]) and all(math.isfinite(shared[k]) for k in ("grad_norm", "snip", "synflow"))
 
 
 def test_passes_are_shared():
