@@ -192,6 +192,9 @@ def _full(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     else:
         partial.unlink(missing_ok=True)
     todo = [a for a in archs if a not in kept]
+    if todo and args.no_train:
+        print(f"{len(todo)} of the {len(archs)} architecture(s) not in {path} yet: left out (--no-train)")
+        archs, todo = [a for a in archs if a in kept], []
     if todo:
         print(f"training {len(todo)} architecture(s) ({len(archs) - len(todo)} read from {path})", flush=True)
         for row in _in_jobs(_train_archs, todo, args.jobs, args.data_dir, args.seed, str(partial)):
@@ -204,7 +207,7 @@ def _full(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     if diverged:
         print(f"{len(diverged)} architecture(s) diverged in proxy training (non-finite loss): left out")
     rows = [dict(kept[a], acc=kept[a]["val_acc"]) for a in archs if kept[a]["val_acc"] is not None]
-    return rows, (f"full_space: {args.n} random architectures (seed {args.seed}), batch {args.batch_size}, "
+    return rows, (f"full_space: {len(archs)} random architectures (seed {args.seed}), batch {args.batch_size}, "
                   f"val_acc after {FULL_BUDGET['epochs']} epochs at {FULL_BUDGET['image_size']}px on the CIFAR-10 "
                   "subset")
 
@@ -243,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", default=str(FULL_TABLE), help="full: the table of trained architectures to reuse and "
                    "extend (default bench/data/zero_cost_full.json)")
     p.add_argument("--fresh", action="store_true", help="full: retrain every architecture, ignoring the table")
+    p.add_argument("--no-train", action="store_true", help="full: report on the architectures already in the table")
     p.add_argument("--json", default=None, help="also write the correlations and per-architecture rows here")
     args = p.parse_args(argv)
     args.n = args.n or (1000 if args.space == "nb201" else 40)

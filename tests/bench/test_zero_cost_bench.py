@@ -72,3 +72,16 @@ def test_own_space_reads_its_table_instead_of_training(tmp_path, cifar_dir, caps
     assert "\ntraining" not in "\n" + text and "1 architecture(s) diverged" in text
     assert "params         1.000" in text  # 3 rows, params rising with val_acc
     assert not (tmp_path / "t.partial.jsonl").exists() and len(json.loads(table.read_text())["rows"]) == 4
+
+
+def test_own_space_no_train_reports_on_the_table_alone(tmp_path, capsys):
+    bench = load_bench("zero_cost")
+    archs = bench.sample_full_space(5, seed=2)
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps({"rows": [{"arch_yaml": a, **{p: float(k) for p in bench.PROXIES}, "macs": 1.0 * k,
+                                           "params": 1.0 * k, "val_acc": 0.1 * k, "seconds": 0.0}
+                                          for k, a in enumerate(archs[:3])]}))
+    assert bench.main(["--space", "full", "--n", "5", "--seed", "2", "--table", str(table), "--no-train"]) == 0
+    text = capsys.readouterr().out
+    assert "2 of the 5 architecture(s) not in" in text and "full_space: 3 random architectures" in text
+    assert "\ntraining" not in "\n" + text and len(json.loads(table.read_text())["rows"]) == 3
