@@ -22,11 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def time_proxies(preset: str, proxies: list[str], *, batch: int, repeats: int) -> list[tuple[str, float, float, float]]:
-    """``(proxy, value, median wall s, median CPU s)`` for each proxy on ``preset``."""
+def _model_and_batch(preset: str, batch: int):
+    """The preset built for 10 classes with seed 0, and one seeded Gaussian batch of its input size."""
     import torch
 
-    from evaluators.zero_cost import score
     from space import build_model, get_preset
 
     arch = get_preset(preset)
@@ -34,7 +33,15 @@ def time_proxies(preset: str, proxies: list[str], *, batch: int, repeats: int) -
     torch.manual_seed(0)
     model = build_model(arch, num_classes=10, in_chans=3)
     size = arch.input_size
-    data = (torch.randn(batch, 3, size, size, generator=gen), torch.randint(0, 10, (batch,), generator=gen))
+    return model, (torch.randn(batch, 3, size, size, generator=gen), torch.randint(0, 10, (batch,), generator=gen))
+
+
+def time_proxies(preset: str, proxies: list[str], *, batch: int, repeats: int) -> list[tuple[str, float, float, float]]:
+    """``(proxy, value, median wall s, median CPU s)`` for each proxy on ``preset``."""
+
+    from evaluators.zero_cost import score
+
+    model, data = _model_and_batch(preset, batch)
     rows = []
     for name in proxies:
         value = score(name, model, data)
@@ -51,17 +58,10 @@ def time_proxies(preset: str, proxies: list[str], *, batch: int, repeats: int) -
 def time_shared(preset: str, proxies: list[str], *, batch: int, repeats: int) -> tuple[float, float]:
     """Median CPU seconds of all ``proxies`` on ``preset``: one :func:`score` call each, then one
     :func:`score_all` call, the two taken in turns ``repeats`` times."""
-    import torch
 
     from evaluators.zero_cost import score, score_all
-    from space import build_model, get_preset
 
-    arch = get_preset(preset)
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = build_model(arch, num_classes=10, in_chans=3)
-    size = arch.input_size
-    data = (torch.randn(batch, 3, size, size, generator=gen), torch.randint(0, 10, (batch,), generator=gen))
+    model, data = _model_and_batch(preset, batch)
     separate, shared = [], []
     for _ in range(repeats):
         c0 = time.process_time()
