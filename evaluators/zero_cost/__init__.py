@@ -27,6 +27,7 @@ from .baselines import macs, params
 from .common import Batch, LossFn
 from .kernels import jacob_cov, jacob_cov_from_jacobian, naswot, naswot_from_codes
 from .pruning import fisher, grad_norm, grasp, snip
+from .shared import NAMES as _SHARED_NAMES
 from .shared import score_all
 from .synflow import synflow
 
@@ -44,6 +45,8 @@ PROXIES: dict[str, _Proxy] = {
     "macs": lambda model, batch, loss_fn, seed: macs(model, batch),
 }
 """Proxy name -> ``f(model, batch, loss_fn, seed)``; the proxies that use no loss or no randomness ignore those."""
+if tuple(PROXIES) != _SHARED_NAMES:  # score_all must offer exactly what score offers
+    raise ImportError(f"evaluators.zero_cost: score_all covers {_SHARED_NAMES}, score covers {tuple(PROXIES)}")
 
 
 def list_proxies() -> list[str]:

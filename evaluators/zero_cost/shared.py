@@ -28,6 +28,8 @@ from .synflow import synflow
 
 LOSS_BASED = ("grad_norm", "snip", "fisher", "grasp")
 KERNEL = ("jacob_cov", "naswot")
+NAMES = ("synflow", "jacob_cov", "naswot", "grad_norm", "snip", "grasp", "fisher", "params", "macs")
+"""Every proxy :func:`score_all` computes; the package checks that this is exactly the keys of its ``PROXIES``."""
 
 
 def _loss_based(model: nn.Module, batch: Batch, names: set[str], loss_fn: LossFn, seed: int) -> dict[str, float]:
@@ -84,13 +86,11 @@ def score_all(names: Iterable[str], model: nn.Module, batch: Batch, *, loss_fn: 
               seed: int = 0) -> dict[str, float]:
     """``{name: score}`` for every proxy in ``names`` (names of :data:`~evaluators.zero_cost.PROXIES`), each equal
     to ``score(name, model, batch, loss_fn=loss_fn, seed=seed)``, computed from shared passes (module docstring)."""
-    from . import PROXIES
-
     wanted = []
     for name in names:
         key = name.strip().lower() if isinstance(name, str) else name
-        if key not in PROXIES:
-            raise ValueError(f"names: unknown zero-cost proxy {name!r}; valid: {', '.join(PROXIES)}")
+        if key not in NAMES:
+            raise ValueError(f"names: unknown zero-cost proxy {name!r}; valid: {', '.join(NAMES)}")
         wanted.append(key)
     asked = set(wanted)
     out: dict[str, float] = {}
