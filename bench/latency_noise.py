@@ -1,6 +1,7 @@
 """How repeatable is a latency number on this machine? Three protocols side by side, then the predictor's validation.
 
     .venv/bin/python bench/latency_noise.py [--arch wrn-16-1] [--repeats 8] [--minutes 5] [--skip-table] [--quick]
+                                            [--table-config configs/cifar10.yaml] [--protocols plain,interleaved]
                                             [--json out.json]
 
 ``--repeats`` times, spread evenly over ``--minutes``, the architecture (batch 1, 3×32×32, 10 classes, 1 thread)
@@ -14,8 +15,11 @@ is measured with
   the ``wrn-16-1`` reference, latency = ratio × the reference's latency calibrated once at the start.
 
 Printed: one row per repeat and, per protocol, the CV over repeats and max/min. Then (unless ``--skip-table``)
-``nas latency-table`` on a small space at 3×32×32 (built, calibrated on 8 architectures, validated on 20 against
-the median of 3 measurements each): the share within ±10%, Spearman ρ and the ground truth's noise floor.
+``nas latency-table``'s per-unit table of ``--table-config``'s space (default configs/cifar10.yaml) at 3×32×32,
+once per table protocol (``plain``: absolute medians; ``interleaved``: every unit and every end-to-end
+measurement as a ratio to the reference network × one calibrated reference latency), each built, calibrated on
+the same 8 architectures and validated on the same 20 against the median of 3 measurements each: the share within
+±10%, Spearman ρ, the ground truth's noise floor and the build time, side by side.
 ``--quick``: 3 repeats, no waiting, interleaving capped at 2 s, a 3-architecture validation of a smaller space
 (for the test).
 """
@@ -32,6 +36,7 @@ from typing import Any, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+CIFAR_CONFIG = str(ROOT / "configs" / "cifar10.yaml")
 SPACE = {"strides": [1, 2, 2], "base_widths": [16, 32, 64], "width_mult": [0.5, 1.0], "depth": [1, 2],
          "per_stage": ["depth"]}
 
@@ -108,21 +113,45 @@ def repeatability(arch_name: str, *, repeats: int, minutes: float, max_seconds: 
     return {"rows": rows, "summary": summary}
 
 
-def table_validation(*, quick: bool, out: Any = print) -> dict[str, float]:
-    """Build, calibrate and validate a per-unit table for :data:`SPACE` at 3×32×32 on the CPU."""
-    from search.config import parse_config
+def table_validation(*, quick: bool, config: str = CIFAR_CONFIG, protocols: Sequence[str] = ("plain", "interleaved"),
+                     max_seconds: float = 2.0, out: Any = print) -> dict[str, dict[str, float]]:
+    """Build, calibrate and validate a per-unit table of ``config``'s space at 3×32×32 on the CPU once per protocol,
+    on the same 8 calibration and 20 validation architectures; ``{protocol: validate's summary}``. The interleaved
+    table's reference is calibrated afresh here (not read from the machine's store), once."""
+    from evaluators.latency_protocol import ReferenceLatency
+    from search.config import load_config, parse_config
     from search.latency_space import Problem, build_space_table, calibrate, sample_archs, validate
     from search.space_def import SearchSpace
 
     small = {**SPACE, "depth": [1], "per_stage": ["width_mult"]}
-    space = SearchSpace(parse_config({"space": small if quick else SPACE}).space, input_size=32)
+    space_cfg = parse_config({"space": small}).space if quick else load_config(config).space
+    space = SearchSpace(space_cfg, input_size=32)
     problem = Problem(3, 10, 32)
     warmup, repeats = (2, 5) if quick else (5, 20)
-    out(f"\nlatency table: {space.describe()}, 3×32×32, cpu, 1 thread, warm-up {warmup}, 3 rounds × {repeats}")
-    table = build_space_table(space, problem, device="cpu", batch=1, threads=1, warmup=warmup, repeats=repeats,
-                              out=out)
-    calibrate(table, sample_archs(space, 2 if quick else 8, seed=1_000_003), out=out)
-    return validate(table, sample_archs(space, 3 if quick else 20, seed=0), repeats=3, out=out)
+    references = ReferenceLatency()  # one calibration, in memory, shared by every interleaved measurement here
+    calib = sample_archs(space, 2 if quick else 8, seed=1_000_003)
+    archs = sample_archs(space, 3 if quick else 20, seed=0)
+    results: dict[str, dict[str, float]] = {}
+    for protocol in protocols:
+        how = f"warm-up {warmup}, 3 rounds × {repeats}" if protocol == "plain" else \
+            f"interleaved with wrn-16-1, ≤ {max_seconds:g} s per unit"
+        out(f"\nlatency table ({protocol}): {space.describe()}, 3×32×32, cpu, 1 thread, {how}")
+        t0 = time.perf_counter()
+        table = build_space_table(space, problem, device="cpu", batch=1, threads=1, warmup=warmup, repeats=repeats,
+                                  protocol=protocol, references=references, max_seconds=max_seconds, out=out)
+        calibrate(table, calib, out=out)
+        built = time.perf_counter() - t0
+        results[protocol] = {**validate(table, archs, repeats=3, out=out), "build_seconds": built,
+                             "units": float(len(table.entries))}
+    if len(results) > 1:
+        out("\npredictor validation side by side (same architectures; ground truth measured with the table's own "
+            "protocol):")
+        out(f"{'protocol':<13}{'within ±10%':>12}{'Spearman ρ':>12}{'mean |err|':>11}{'truth CV med':>14}"
+            f"{'build s':>9}")
+        for protocol, r in results.items():
+            out(f"{protocol:<13}{100 * r['within_10pct']:>11.0f}%{r['spearman']:>12.3f}"
+                f"{r['mean_abs_error_pct']:>10.1f}%{r['noise_cv_median_pct']:>13.1f}%{r['build_seconds']:>9.0f}")
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=8, help="measurements per protocol (default 8)")
     p.add_argument("--minutes", type=float, default=5.0, help="spread the repeats over this long (default 5)")
     p.add_argument("--skip-table", action="store_true", help="skip the predictor's validation")
+    p.add_argument("--table-config", default=CIFAR_CONFIG,
+                   help="the search config whose space the tables cover (default configs/cifar10.yaml)")
+    p.add_argument("--protocols", default="plain,interleaved",
+                   help="table protocols to validate side by side (default plain,interleaved)")
     p.add_argument("--quick", action="store_true", help="3 repeats, no waiting, a small validation (for the test)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
@@ -143,7 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {"repeatability": repeatability(args.arch, repeats=repeats, minutes=minutes,
                                                                    max_seconds=cap)}
     if not args.skip_table:
-        result["validation"] = table_validation(quick=args.quick)
+        protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
+        if not protocols or any(x not in ("plain", "interleaved") for x in protocols):
+            p.error(f"--protocols: a comma-separated list of plain, interleaved; got {args.protocols!r}")
+        result["validation"] = table_validation(quick=args.quick, config=args.table_config, protocols=protocols)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

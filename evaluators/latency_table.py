@@ -15,6 +15,16 @@ prediction is ``scale · Σ units + overhead_ms``, with ``scale`` and ``overhead
 line fit (Theil–Sen) on a few architectures measured end to end when the table is built (:func:`fit_overhead`;
 ``scale = 1, overhead = 0`` is the papers' estimator). Calibration architectures are drawn with
 their own seed, never the validation ones.
+
+**Protocol.** A table is built hundreds of measurements long, and on a shared machine the speed drifts between
+the first unit and the last (and between building a table and validating it): with the ``plain`` protocol each
+number is an absolute median of its own moment, so units measured at a busy moment are inflated against the rest.
+With ``interleaved`` (the default of ``nas latency-table``) every unit, calibration network and validation network
+is timed in alternating rounds with one fixed reference network — ``wrn-16-1`` at the table's ``input_size`` and
+batch (:mod:`.latency_protocol`) — and stored as ``ratio × reference_ms``, where ``reference_ms`` is the
+reference's latency calibrated once per machine and setting (the same stored number the measured ``latency``
+evaluator's interleaved protocol scales by, so a predicted and a measured ``latency_ms`` share one scale). Drift
+then moves both sides of every ratio alike and cancels.
 """
 from __future__ import annotations
 
@@ -39,7 +49,8 @@ from space.registry import BLOCKS
 from train.checks import check_positive_int
 
 from .base import register_evaluator
-from .latency import LATENCY_MS, check_latency_device, measure_latency
+from .latency import LATENCY_MS, check_latency_device, measure_latency, timing_rounds
+from .latency_protocol import REFERENCE, check_protocol, interleave, reference_arch
 from .onnx_runtime import is_ort_device
 
 FORMAT = "nas-latency-table/1"
@@ -158,9 +169,12 @@ class LatencyTable:
 
     ``entries[key] = {"ms": float, "out": int}``: ``out`` is the unit's output resolution (0 for the
     head), which is the next unit's input resolution when a network is chained through the table.
-    Each ``ms`` is the shared estimator (:func:`timed`): the median over ``rounds`` rounds of the median of
-    ``repeats`` timed passes (after ``warmup``) the OS did not preempt; on a shared machine a round that
-    coincides with a burst of foreign work is outvoted by the others.
+    With ``protocol: plain`` each ``ms`` is the shared estimator (:func:`timed`): the median over ``rounds``
+    rounds of the median of ``repeats`` timed passes (after ``warmup``) the OS did not preempt; on a shared machine
+    a round that coincides with a burst of foreign work is outvoted by the others. With ``protocol: interleaved``
+    it is ``ratio × reference_ms``: the ratio to the reference network (``wrn-16-1`` at ``input_size``) from
+    alternating rounds until its 95% interval is within ``ci`` (or ``max_seconds``), the reference's latency
+    calibrated once (module docstring).
     """
 
     device: str
@@ -175,11 +189,27 @@ class LatencyTable:
     scale: float = 1.0
     overhead_ms: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "plain"
+    input_size: int | None = None
+    reference_ms: float | None = None
+    ci: float = 0.02
+    max_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_protocol(self.protocol, field="latency.table.protocol")
+        if self.protocol == "interleaved" and (not isinstance(self.input_size, int) or self.input_size < 1):
+            raise ValueError(f"latency.table.input_size: the interleaved protocol needs the reference's input size "
+                             f"(an int >= 1), got {self.input_size!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        proto: dict[str, Any] = {"protocol": self.protocol}
+        if self.protocol == "interleaved":
+            proto.update(input_size=self.input_size, reference=REFERENCE, ci=float(self.ci),
+                         max_seconds=float(self.max_seconds),
+                         reference_ms=None if self.reference_ms is None else float(self.reference_ms))
         return {"format": FORMAT, "device": self.device, "batch": self.batch, "in_chans": self.in_chans,
                 "num_classes": self.num_classes, "threads": self.threads, "warmup": self.warmup,
-                "repeats": self.repeats, "rounds": self.rounds, "scale": float(self.scale),
+                "repeats": self.repeats, "rounds": self.rounds, **proto, "scale": float(self.scale),
                 "overhead_ms": float(self.overhead_ms), "meta": dict(self.meta),
                 "entries": {k: {"ms": round(float(v["ms"]), 6), "out": int(v["out"])}
                             for k, v in sorted(self.entries.items())}}
@@ -201,9 +231,15 @@ class LatencyTable:
                         num_classes=int(data["num_classes"]), threads=data.get("threads"),
                         warmup=int(data.get("warmup", 10)), repeats=int(data.get("repeats", 50)),
                         rounds=int(data.get("rounds", 1)), entries=entries, scale=float(data.get("scale", 1.0)),
-                        overhead_ms=float(data.get("overhead_ms", 0.0)), meta=dict(data.get("meta") or {}))
+                        overhead_ms=float(data.get("overhead_ms", 0.0)), meta=dict(data.get("meta") or {}),
+                        protocol=data.get("protocol", "plain"), input_size=data.get("input_size"),
+                        reference_ms=None if data.get("reference_ms") is None else float(data["reference_ms"]),
+                        ci=float(data.get("ci", 0.02)), max_seconds=float(data.get("max_seconds", 2.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: malformed latency table ({type(exc).__name__}: {exc})") from None
+        if table.protocol == "interleaved" and not (table.reference_ms and table.reference_ms > 0):
+            raise ValueError(f"{where}: an interleaved table needs reference_ms > 0 (the reference's calibrated "
+                             f"latency), got {table.reference_ms!r}")
         if any(not math.isfinite(v["ms"]) or v["ms"] < 0 for v in entries.values()):
             raise ValueError(f"{where}: every entry's ms must be a finite number >= 0")
         return table
@@ -254,9 +290,79 @@ def timed(module: nn.Module, shape: tuple[int, ...], *, table: LatencyTable,
         from space.onnx_export import export_model
 
         model = export_model(module, input_shape=shape, what=what)
+    if table.protocol == "interleaved":
+        return interleaved_ms(model, shape, table=table, context=context)
     with context():
         return measure_latency(model, input_shape=shape, device=table.device, warmup=table.warmup,
                                repeats=table.repeats, threads=table.threads, rounds=table.rounds)["median_ms"]
+
+
+_REFERENCES: dict[tuple, nn.Module | bytes] = {}
+
+
+def reference_model(table: LatencyTable) -> nn.Module | bytes:
+    """The interleaved protocol's reference network for ``table`` (built once per setting; for an ONNX Runtime
+    device its export)."""
+    ort = is_ort_device(table.device)
+    key = (table.input_size, table.in_chans, table.num_classes, table.batch if ort else 0, ort)
+    if key not in _REFERENCES:
+        with torch.random.fork_rng(devices=[]):
+            model: nn.Module | bytes = build_model(reference_arch(table.input_size), num_classes=table.num_classes,
+                                                   in_chans=table.in_chans).eval()
+        if ort:
+            from space.onnx_export import export_model
+
+            model = export_model(model, input_shape=reference_shape(table), what=f"reference {REFERENCE}")
+        _REFERENCES[key] = model
+    return _REFERENCES[key]
+
+
+def reference_shape(table: LatencyTable) -> tuple[int, int, int, int]:
+    return (table.batch, table.in_chans, table.input_size, table.input_size)
+
+
+def interleaved_ms(model: nn.Module | bytes, shape: tuple[int, ...], *, table: LatencyTable,
+                   context: MeasureContext = contextlib.nullcontext) -> float:
+    """``ratio × table.reference_ms``: ``model`` on ``shape`` in alternating rounds with the reference
+    (:func:`~evaluators.latency_protocol.interleave`, the table's ``ci`` and ``max_seconds``), inside ``context``."""
+    if not table.reference_ms:
+        raise ValueError("latency.table.reference_ms: not calibrated (set it with calibrate_reference first)")
+    with context(), \
+            timing_rounds(model, input_shape=shape, device=table.device, threads=table.threads) as cand, \
+            timing_rounds(reference_model(table), input_shape=reference_shape(table), device=table.device,
+                          threads=table.threads) as ref:
+        res = interleave(cand, ref, ci=table.ci, max_seconds=table.max_seconds)
+    return float(res["ratio"] * table.reference_ms)
+
+
+def reference_key(table: LatencyTable) -> str:
+    """What the reference's calibrated latency is stored under: the measured ``latency`` evaluator's key for the
+    same setting (:meth:`~evaluators.latency.LatencyEvaluator.reference_key`), so both scale by one number."""
+    from .latency import LatencyEvaluator
+
+    ev = LatencyEvaluator(num_classes=table.num_classes, in_chans=table.in_chans, device=table.device,
+                          batch_sizes=(table.batch,), threads=table.threads)
+    return ev.reference_key(batch=table.batch, input_size=table.input_size)
+
+
+def calibrate_reference(table: LatencyTable, references: Any = None,
+                        context: MeasureContext = contextlib.nullcontext) -> float:
+    """Set ``table.reference_ms``: looked up in ``references`` (a
+    :class:`~evaluators.latency_protocol.ReferenceLatency`, e.g. the machine's store) or calibrated once — the
+    plain estimator over :data:`~evaluators.latency_protocol.REFERENCE_ROUNDS` rounds of the table's ``warmup`` and
+    ``repeats`` — and stored there."""
+    from .latency_protocol import REFERENCE_ROUNDS, ReferenceLatency
+
+    references = references if references is not None else ReferenceLatency()
+
+    def measure() -> float:
+        with context():
+            return measure_latency(reference_model(table), input_shape=reference_shape(table), device=table.device,
+                                   warmup=table.warmup, repeats=table.repeats, threads=table.threads,
+                                   rounds=REFERENCE_ROUNDS)["median_ms"]
+
+    table.reference_ms = float(references.get(reference_key(table), measure))
+    return table.reference_ms
 
 
 # --------------------------------------------------------------------------- prediction
@@ -384,16 +490,20 @@ def add_unit(table: LatencyTable, unit: Unit, *, res: int,
 
 def build_table(units: Iterable[tuple[Unit, int]], *, device: str, batch: int, in_chans: int, num_classes: int,
                 threads: int | None = 1, warmup: int = 10, repeats: int = 50, rounds: int = 3,
+                protocol: str = "plain", input_size: int | None = None, references: Any = None,
                 context: MeasureContext = contextlib.nullcontext,
                 progress: Callable[[int, str, float], None] | None = None) -> LatencyTable:
-    """Measure each distinct ``(unit, input resolution)`` once into a new :class:`LatencyTable`."""
+    """Measure each distinct ``(unit, input resolution)`` once into a new :class:`LatencyTable`; ``interleaved``
+    calibrates (or looks up in ``references``) the reference at ``input_size`` first."""
     check_latency_device(device)
     table = LatencyTable(device=device, batch=check_positive_int(batch, "batch"),
                          in_chans=check_positive_int(in_chans, "in_chans"),
                          num_classes=check_positive_int(num_classes, "num_classes"), threads=threads,
                          warmup=check_positive_int(warmup, "warmup", minimum=0),
                          repeats=check_positive_int(repeats, "repeats"), rounds=check_positive_int(rounds, "rounds"),
-                         meta=machine_info())
+                         meta=machine_info(), protocol=protocol, input_size=input_size)
+    if protocol == "interleaved":
+        calibrate_reference(table, references, context)
     for unit, res in units:
         key, entry, new = add_unit(table, unit, res=res, context=context)
         if new and progress is not None:

@@ -177,7 +177,7 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
                                  device=args.device, batch=args.batch, input_size=args.input_size, threads=threads,
                                  warmup=args.warmup, repeats=args.repeats, rounds=args.rounds, n=args.n,
                                  calibrate_n=args.calibrate, truth_repeats=args.truth_repeats,
-                                 seed=args.seed, out=lambda s: print(s, flush=True))
+                                 protocol=args.protocol, max_seconds=args.max_seconds, seed=args.seed, out=lambda s: print(s, flush=True))
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
@@ -284,10 +284,19 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     lt.add_argument("--input-size", type=positive_int, default=None, help="default: the data set's")
     lt.add_argument("--threads", type=int, default=None, help="intra-op threads (default: latency.threads; 0: leave)")
-    lt.add_argument("--warmup", type=int, default=10, help="untimed passes per unit (default 10)")
-    lt.add_argument("--repeats", type=positive_int, default=50, help="timed passes per unit (default 50)")
+    lt.add_argument("--protocol", choices=["interleaved", "plain"], default="interleaved",
+                    help="interleaved (default): every unit timed in alternating rounds with the reference wrn-16-1 "
+                         "and stored as ratio × the reference's calibrated latency, so the machine's drift cancels; "
+                         "plain: absolute medians (--warmup, --repeats, --rounds). --validate uses the table's own")
+    lt.add_argument("--max-seconds", type=positive_float, default=2.0,
+                    help="interleaved: the most seconds of alternating rounds per unit or network, when its ratio's "
+                         "95%% interval is not yet within 2%% (default 2)")
+    lt.add_argument("--warmup", type=int, default=10,
+                    help="untimed passes per unit (plain) or per reference calibration round (default 10)")
+    lt.add_argument("--repeats", type=positive_int, default=50,
+                    help="timed passes per unit (plain) or per reference calibration round (default 50)")
     lt.add_argument("--rounds", type=positive_int, default=3,
-                    help="rounds of --repeats; the median of the round medians counts (default 3)")
+                    help="plain: rounds of --repeats; the median of the round medians counts (default 3)")
     lt.add_argument("--calibrate", type=int, default=8,
                     help="random architectures measured end to end to fit scale and overhead (default 8; 0: off)")
     lt.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default 0)")

@@ -78,16 +78,21 @@ def _in_widths(space: SearchSpace, i: int, mult: float) -> list[int]:
 
 
 def build_space_table(space: SearchSpace, problem: Problem, *, device: str, batch: int, threads: int | None,
-                      warmup: int, repeats: int, rounds: int = 3, context: Callable = contextlib.nullcontext,
-                      out: Out = print) -> Any:
-    """Measure every unit the space can build at ``problem.input_size`` into a new ``LatencyTable``."""
+                      warmup: int, repeats: int, rounds: int = 3, protocol: str = "plain", references: Any = None,
+                      max_seconds: float = 2.0, context: Callable = contextlib.nullcontext, out: Out = print) -> Any:
+    """Measure every unit the space can build at ``problem.input_size`` into a new ``LatencyTable``
+    (``interleaved``: against the reference, its latency looked up in ``references`` or calibrated first)."""
     from evaluators.latency import check_latency_device
-    from evaluators.latency_table import LatencyTable, Unit, add_unit, machine_info, stage_units
+    from evaluators.latency_table import LatencyTable, Unit, add_unit, calibrate_reference, machine_info, stage_units
     from space.onnx_export import OnnxExportError
 
     check_latency_device(device, field="--device")
     table = LatencyTable(device=device, batch=batch, in_chans=problem.in_chans, num_classes=problem.num_classes,
-                         threads=threads, warmup=warmup, repeats=repeats, rounds=rounds, meta=machine_info())
+                         threads=threads, warmup=warmup, repeats=repeats, rounds=rounds, meta=machine_info(),
+                         protocol=protocol, input_size=problem.input_size, max_seconds=max_seconds)
+    if protocol == "interleaved":
+        ms = calibrate_reference(table, references, context)
+        out(f"reference wrn-16-1 at {problem.input_size}²: {ms:.4f} ms; every unit is timed against it")
     c = space.cfg
     counts = {"measured": 0, "skipped": 0}
 
@@ -229,7 +234,8 @@ def validate(table: Any, archs: list[Arch], *, repeats: int = 3, context: Callab
 def latency_table_command(cfg: Config, *, out_path: str | None, table_path: str | None, validate_only: bool,
                           device: str | None, batch: int, input_size: int | None, threads: int | None,
                           warmup: int, repeats: int, rounds: int, n: int, calibrate_n: int, seed: int,
-                          truth_repeats: int = 3, out: Out = print) -> int:
+                          truth_repeats: int = 3, protocol: str = "interleaved", max_seconds: float = 2.0,
+                          out: Out = print) -> int:
     """What ``nas latency-table`` does (see ``nas latency-table --help``)."""
     from evaluators.latency import check_latency_device
     from evaluators.latency_gate import MeasureGate
@@ -246,16 +252,31 @@ def latency_table_command(cfg: Config, *, out_path: str | None, table_path: str 
     if table is not None:
         LatencyPredictor(table).check_problem(in_chans=problem.in_chans, num_classes=problem.num_classes)
         archs = sample_archs(space, n, seed=seed)
+        how = f"{table.protocol} protocol" + (f", reference {table.reference_ms:.4f} ms"
+                                               if table.protocol == "interleaved" else "")
         out(f"validating {table_path} ({table.device}, batch {table.batch}, {len(table.entries)} units, "
-            f"scale {table.scale:.4f}, overhead {table.overhead_ms:.4f} ms) on {len(archs)} random architectures "
-            f"of {problem.in_chans}×{problem.input_size}×{problem.input_size} inputs (seed {seed})")
+            f"scale {table.scale:.4f}, overhead {table.overhead_ms:.4f} ms, {how}) on {len(archs)} random "
+            f"architectures of {problem.in_chans}×{problem.input_size}×{problem.input_size} inputs (seed {seed})")
         validate(table, archs, repeats=truth_repeats, context=context, out=out)
         return 0
+    how = "interleaved with the reference wrn-16-1 (ratio × its calibrated latency)" if protocol == "interleaved" \
+        else f"warm-up {warmup}, median of {rounds} rounds × median of {repeats} repeats"
     out(f"latency table for {space.describe()} on {dev}, batch {batch}, {problem.in_chans}×{problem.input_size}²"
-        f" inputs, {threads} thread(s), warm-up {warmup}, median of {rounds} rounds × median of {repeats} repeats"
+        f" inputs, {threads} thread(s), {how}"
         + ("; measurements gated (no gated training runs meanwhile)" if gate is not None else ""))
+    references = None
+    if protocol == "interleaved":
+        from pathlib import Path
+
+        from evaluators.latency_cache import LatencyCache
+        from evaluators.latency_gate import user_lock_dir
+        from evaluators.latency_protocol import ReferenceLatency
+        from evaluators.latency_service import REFERENCE_FILE
+
+        references = ReferenceLatency([LatencyCache(Path(lat.lock_dir or user_lock_dir()) / REFERENCE_FILE)])
     table = build_space_table(space, problem, device=dev, batch=batch, threads=threads, warmup=warmup,
-                              repeats=repeats, rounds=rounds, context=context, out=out)
+                              repeats=repeats, rounds=rounds, protocol=protocol, references=references,
+                              max_seconds=max_seconds, context=context, out=out)
     if calibrate_n:
         calibrate(table, sample_archs(space, calibrate_n, seed=seed + 1_000_003), context=context, out=out)
     path = table.save(out_path or "latency_table.yaml")

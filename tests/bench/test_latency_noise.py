@@ -25,6 +25,9 @@ def test_bench_quick(tmp_path, capsys):
     for r in rows:
         assert r["interleaved_ms"] == pytest.approx(r["ratio"] * r["reference_ms"])
         assert 0.5 < r["ratio"] < 2  # wrn-16-1 against its own architecture
-    v = result["validation"]
-    assert v["n"] == 3 and v["truth_repeats"] == 3 and 0 <= v["within_10pct"] <= 1 and v["noise_cv_median_pct"] >= 0
+    assert set(result["validation"]) == {"plain", "interleaved"}
+    for v in result["validation"].values():
+        assert v["n"] == 3 and v["truth_repeats"] == 3 and 0 <= v["within_10pct"] <= 1
+        assert v["noise_cv_median_pct"] >= 0 and v["units"] > 0
+    assert "predictor validation side by side" in text
     assert "CV over repeats (max/min): old" in text and "noise floor: ground truth = median of 3" in text
