@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -154,6 +155,76 @@ def table_validation(*, quick: bool, config: str = CIFAR_CONFIG, protocols: Sequ
     return results
 
 
+def search_drift(minutes: float, *, arch: str = "wrn-16-2", config: str = CIFAR_CONFIG, probes: int = 6,
+                 first_s: float = 60.0, out: Any = print) -> dict[str, Any]:
+    """The same architecture measured by ``nas latency`` (interleaved, the machine's stored reference, behind the
+    measurement gate — as a search's trial measures) ``probes`` times while a real ``nas search`` of ``config``
+    (interleaved latency, both cores training) runs for ``minutes``: the first probe ``first_s`` in, the last at the
+    end, then the search is stopped with Ctrl-C. Returns the probes and the start-vs-end drift."""
+    import signal
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    tmp = Path(tempfile.mkdtemp(prefix="nasdrift"))
+    raw = yaml.safe_load(Path(config).read_text())
+    raw["name"] = "drift"
+    raw.setdefault("search", {})["n_trials"] = 10_000  # stopped by time, not by budget
+    raw.setdefault("latency", {})["protocol"] = "interleaved"
+    data_dir = raw.get("data", {}).get("data_dir")
+    if data_dir and not os.environ.get("NAS_DATA_DIR"):
+        raw["data"]["data_dir"] = str((Path(config).parent / data_dir).resolve())
+    cfg = tmp / "drift.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    cli = [sys.executable, "-m", "search.cli"]
+
+    def probe() -> dict[str, Any]:
+        proc = subprocess.run([*cli, "latency", arch, "--json"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"nas latency {arch}: {proc.stderr.strip().splitlines()[-1:]}")
+        return json.loads(proc.stdout[proc.stdout.index("{"):])
+
+    log = open(tmp / "search.log", "w")
+    search = subprocess.Popen([*cli, "search", str(cfg), "--results", str(tmp / "results")], cwd=ROOT,
+                              stdout=log, stderr=subprocess.STDOUT)
+    rows: list[dict[str, Any]] = []
+    out(f"\nsearch drift: {arch} measured {probes} times by `nas latency` while `nas search` of {Path(config).name} "
+        f"(interleaved latency) runs {minutes:g} min")
+    out(f"{'#':>3}{'t min':>7}{'latency ms':>12}{'ratio':>9}{'±CI ms':>8}{'rounds':>8}{'load':>6}")
+    t0 = time.monotonic()
+    try:
+        for i in range(probes):
+            at = first_s + i * max(0.0, minutes * 60 - first_s) / max(1, probes - 1)
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            if search.poll() is not None:
+                raise RuntimeError(f"the search ended early (exit {search.returncode}); see {tmp / 'search.log'}")
+            r = probe()
+            row = {"t_min": (time.monotonic() - t0) / 60, "latency_ms": r["latency_ms"], "ratio": r["ratio"],
+                   "ci_ms": r["ci_ms"], "rounds": r["repeats"], "reference_ms": r["reference_ms"],
+                   "load": os.getloadavg()[0]}
+            rows.append(row)
+            out(f"{i + 1:>3}{row['t_min']:>7.1f}{row['latency_ms']:>12.4f}{row['ratio']:>9.4f}{row['ci_ms']:>8.3f}"
+                f"{row['rounds']:>8}{row['load']:>6.1f}")
+    finally:
+        if search.poll() is None:
+            search.send_signal(signal.SIGINT)
+            try:
+                search.wait(timeout=180)
+            except subprocess.TimeoutExpired:
+                search.kill()
+        log.close()
+    trials = sum(1 for line in (tmp / "search.log").read_text().splitlines() if line.startswith("["))
+    values = [r["latency_ms"] for r in rows]
+    drift = values[-1] / values[0] - 1
+    out(f"start-vs-end drift {100 * drift:+.2f}%   CV over the {len(values)} probes {cv(values):.2f}%   max/min "
+        f"{max(values) / min(values):.3f}   ({trials} trial lines in the search's log; reference "
+        f"{rows[0]['reference_ms']:.4f} ms, stored)")
+    return {"rows": rows, "drift_pct": 100 * drift, "cv_pct": cv(values), "max_over_min": max(values) / min(values),
+            "arch": arch, "minutes": minutes, "search_trials": trials}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="wrn-16-1", help="a preset or YAML file (default wrn-16-1)")
@@ -165,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--protocols", default="plain,interleaved",
                    help="table protocols to validate side by side (default plain,interleaved)")
     p.add_argument("--quick", action="store_true", help="3 repeats, no waiting, a small validation (for the test)")
+    p.add_argument("--drift-minutes", type=float, default=0.0,
+                   help="also measure --drift-arch during a real search this long (0, the default: skip; the issue's "
+                        "check is 30)")
+    p.add_argument("--drift-arch", default="wrn-16-2", help="the architecture probed during the search")
+    p.add_argument("--skip-repeatability", action="store_true", help="skip the three protocols' repeatability")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     if args.repeats < 2 or args.minutes < 0:
@@ -173,13 +249,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    result: dict[str, Any] = {"repeatability": repeatability(args.arch, repeats=repeats, minutes=minutes,
-                                                                   max_seconds=cap)}
+    result: dict[str, Any] = {}
+    if not args.skip_repeatability:
+        result["repeatability"] = repeatability(args.arch, repeats=repeats, minutes=minutes, max_seconds=cap)
     if not args.skip_table:
         protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
         if not protocols or any(x not in ("plain", "interleaved") for x in protocols):
             p.error(f"--protocols: a comma-separated list of plain, interleaved; got {args.protocols!r}")
         result["validation"] = table_validation(quick=args.quick, config=args.table_config, protocols=protocols)
+    if args.drift_minutes > 0:
+        result["search_drift"] = search_drift(args.drift_minutes, arch=args.drift_arch, config=args.table_config)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

@@ -177,7 +177,8 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
                                  device=args.device, batch=args.batch, input_size=args.input_size, threads=threads,
                                  warmup=args.warmup, repeats=args.repeats, rounds=args.rounds, n=args.n,
                                  calibrate_n=args.calibrate, truth_repeats=args.truth_repeats,
-                                 protocol=args.protocol, max_seconds=args.max_seconds, seed=args.seed, out=lambda s: print(s, flush=True))
+                                 protocol=args.protocol, max_seconds=args.max_seconds, seed=args.seed,
+                                 out=lambda s: print(s, flush=True))
 
 
 def cmd_latency(args: argparse.Namespace) -> int:

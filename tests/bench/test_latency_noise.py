@@ -31,3 +31,19 @@ def test_bench_quick(tmp_path, capsys):
         assert v["noise_cv_median_pct"] >= 0 and v["units"] > 0
     assert "predictor validation side by side" in text
     assert "CV over repeats (max/min): old" in text and "noise floor: ground truth = median of 3" in text
+
+
+def test_search_drift_probes_during_a_real_search(tmp_path):
+    """Two `nas latency` probes 20 s apart while a real quickstart search trains: both scaled by one stored
+    reference, the drift recomputed from the probes."""
+    from pathlib import Path
+
+    bench = load_bench("latency_noise")
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
+    lines: list[str] = []
+    res = bench.search_drift(0.6, arch="wrn-16-2", config=config, probes=2, first_s=15.0, out=lines.append)
+    rows = res["rows"]
+    assert len(rows) == 2 and rows[0]["reference_ms"] == rows[1]["reference_ms"]
+    assert res["drift_pct"] == pytest.approx(100 * (rows[1]["latency_ms"] / rows[0]["latency_ms"] - 1))
+    assert all(1.0 < r["ratio"] < 6.0 for r in rows)  # wrn-16-2 against the reference wrn-16-1
+    assert any(line.startswith("start-vs-end drift") for line in lines)
