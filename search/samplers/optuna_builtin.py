@@ -1,6 +1,9 @@
 """Optuna's own samplers with the settings a NAS budget wants: TPE (the default), NSGA-II, random, GP."""
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import optuna
 
 from . import SAMPLERS
@@ -16,9 +19,23 @@ def tpe_sampler(*, seed: int, n_trials: int) -> optuna.samplers.TPESampler:
                                       multivariate=True, constant_liar=True)
 
 
+class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable: Optuna 5.1's genetic-algorithm base holds a ``threading.Lock`` (guarding its
+    generation cache) and defines no ``__getstate__``, so Ray Tune, which pickles the searcher and its sampler when
+    the Tuner is made, failed every ``search.sampler: nsga2`` run before its first trial. The copy gets a new lock;
+    everything else (random state, generation cache) is pickled as it is."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_thread_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 def nsga2_sampler(*, seed: int, n_trials: int) -> optuna.samplers.NSGAIISampler:
     """NSGA-II (Deb et al. 2002) with a population of a third of the budget, 4 to 50."""
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, n_trials // 3)))
+    return PicklableNSGAIISampler(seed=seed, population_size=max(4, min(50, n_trials // 3)))
 
 
 def random_sampler(*, seed: int, n_trials: int) -> optuna.samplers.RandomSampler:

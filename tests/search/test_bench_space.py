@@ -64,9 +64,10 @@ def test_hypervolume_matches_a_grid_union():
 
 
 @needs_table
-def test_bench_space_json_through_the_real_pipeline(tmp_path, cifar_dir):
+@pytest.mark.parametrize("sampler", ["random", "nsga2"])  # nsga2: its sampler must survive Ray Tune's pickling
+def test_bench_space_json_through_the_real_pipeline(tmp_path, cifar_dir, sampler):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "bench-space", "nb201", "--sampler", "random",
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "bench-space", "nb201", "--sampler", sampler,
                            "--trials", "6", "--seeds", "2", "--data-dir", str(cifar_dir), "--json"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

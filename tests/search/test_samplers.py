@@ -66,3 +66,17 @@ def test_random_ignores_the_budget():
     assert proposals(make_sampler("random", seed=2, n_trials=4), 6) == \
         proposals(make_sampler("random", seed=2, n_trials=400), 6) == \
         proposals(optuna.samplers.RandomSampler(seed=2), 6)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_every_registered_sampler_survives_pickling_as_ray_tune_does_it(name):
+    """Ray Tune pickles the searcher, sampler included, when the Tuner is made (and on every checkpoint); Optuna
+    5.1's NSGA-II holds a thread lock that cannot be pickled, which made every `search.sampler: nsga2` run fail
+    before its first trial. The copy must propose what the original proposes, after a few trials too."""
+    from ray import cloudpickle
+
+    fresh = cloudpickle.loads(cloudpickle.dumps(make_sampler(name, seed=4, n_trials=12)))
+    assert proposals(fresh, 12) == proposals(make_sampler(name, seed=4, n_trials=12), 12)
+    used = make_sampler(name, seed=4, n_trials=12)
+    proposals(used, 6)
+    cloudpickle.loads(cloudpickle.dumps(used))
