@@ -33,7 +33,7 @@ from .samplers import make_sampler
 from .schedulers import is_intermediate, make_scheduler
 from .searcher import Limit, NasOptunaSearch, epoch_arrivals
 from .space_def import InvalidSample, SearchSpace
-from .storage import make_storage
+from .storage import make_storage, set_user_attrs
 
 if TYPE_CHECKING:
     from .evaluation import Screen
@@ -139,8 +139,7 @@ class DefineByRun:
             trial.set_user_attr("fail_reason", f"InvalidSample: {exc}")
             return {"invalid": str(exc)}
         text = arch.to_yaml()
-        trial.set_user_attr("arch_id", arch.arch_id)
-        trial.set_user_attr("arch_yaml", text)
+        set_user_attrs(trial, {"arch_id": arch.arch_id, "arch_yaml": text})
         return {"arch_yaml": text}
 
 

@@ -251,20 +251,19 @@ class NasOptunaSearch(OptunaSearch):
 
     def _answer_from(self, ot_trial: Any, src: FrozenTrial) -> None:
         """Record ``ot_trial`` (same architecture as ``src``) with ``src``'s outcome; a RUNNING ``src``: FAIL."""
-        ot_trial.set_user_attr("cached_from", src.number)
         if src.state == TrialState.RUNNING:
-            ot_trial.set_user_attr("fail_reason", f"duplicate: same architecture as trial {src.number}, still running")
+            set_user_attrs(ot_trial, {"cached_from": src.number, "fail_reason": f"duplicate: same architecture as "
+                                                                                 f"trial {src.number}, still running"})
             self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
             return
-        for key in (*recorded(), "fail_reason", "pruned_at_epoch", "over_limit", "screened_out"):
-            if key in src.user_attrs and key != "arch_id":
-                ot_trial.set_user_attr(key, src.user_attrs[key])
+        attrs = {key: src.user_attrs[key] for key in (*recorded(), "fail_reason", "pruned_at_epoch", "over_limit",
+                                                       "screened_out") if key in src.user_attrs and key != "arch_id"}
+        system = {k: src.system_attrs[k] for k in (_CONSTRAINTS_KEY,) if k in src.system_attrs}
+        set_user_attrs(ot_trial, {"cached_from": src.number, **attrs}, system)  # one transaction
         storage = self._ot_study._storage  # Optuna has no public API to copy these onto a trial
         if src.state == TrialState.PRUNED:  # TPE ranks pruned trials by their last intermediate value
             for step, value in src.intermediate_values.items():
                 storage.set_trial_intermediate_value(ot_trial._trial_id, step, value)
-        if _CONSTRAINTS_KEY in src.system_attrs:
-            storage.set_trial_system_attr(ot_trial._trial_id, _CONSTRAINTS_KEY, src.system_attrs[_CONSTRAINTS_KEY])
         self._ot_study.tell(ot_trial, src.values if src.state == TrialState.COMPLETE else None, state=src.state)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -305,10 +304,8 @@ class NasOptunaSearch(OptunaSearch):
             attrs.update(pruned_at_epoch=int(result["epoch"]), epochs=float(result["epoch"]))
         elif reason is not None:
             attrs["fail_reason"] = str(reason)[:1000]
-        set_user_attrs(ot_trial, attrs)  # one transaction for all of them
         constraints = constraint_values(result, self.limits)
-        if constraints is not None:
-            ot_trial.storage.set_trial_system_attr(ot_trial._trial_id, _CONSTRAINTS_KEY, constraints)
+        set_user_attrs(ot_trial, attrs, {_CONSTRAINTS_KEY: constraints} if constraints is not None else None)
         if stopped:
             self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
         elif reason is not None:

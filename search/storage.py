@@ -5,6 +5,7 @@ the ``NAS_STORAGE_URL`` environment variable (the only place a password may live
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -76,16 +77,35 @@ class _RDBStorage(optuna.storages.RDBStorage):
             _sqlite_pragmas(self.engine)
             self.engine.dispose()  # the connections Optuna opened to create the tables: reopened with the pragmas
 
-    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
-        """Every item of ``attrs`` as a user attribute of ``trial_id``, in one transaction (Optuna's
-        ``set_trial_user_attr`` commits each one): the same check that the trial is still updatable and the same
-        upsert, through Optuna's own per-attribute statement."""
+    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> None:
+        """Every item of ``attrs`` as a user attribute (and of ``system`` as a system attribute) of ``trial_id``, in
+        one transaction: Optuna's ``set_trial_user_attr`` commits each one and reads the trial again for each.
+        The same check that the trial is still updatable, once; then on SQLite and PostgreSQL one multi-row upsert
+        per table (Optuna's own upsert statement, with all rows), elsewhere Optuna's per-attribute statement."""
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
+        groups = [(models.TrialUserAttributeModel, attrs), (models.TrialSystemAttributeModel, system or {})]
         with _create_scoped_session(self.scoped_session, True) as session:
-            for key, value in attrs.items():
-                self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
+            name = self.engine.name
+            if name not in ("sqlite", "postgresql"):
+                for model, items in groups:
+                    for key, value in items.items():
+                        self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+                return
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            self.check_trial_is_updatable(trial_id, trial.state)
+            if name == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            for model, items in groups:
+                if not items:
+                    continue
+                stmt = insert(model).values([{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                                             for key, value in items.items()])
+                session.execute(stmt.on_conflict_do_update(index_elements=[model.trial_id, model.key],
+                                                           set_={"value_json": stmt.excluded.value_json}))
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "url": _masked(self.url)}
@@ -135,14 +155,21 @@ def make_storage(url: str, *, field: str = "storage", heartbeat: bool = False) -
         raise ConfigError(f"{field}: cannot open {safe!r}: {type(exc).__name__}: {detail}") from None
 
 
-def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
-    """``trial.set_user_attr`` for every item of ``attrs``, in one transaction when the storage is ours
-    (:meth:`_RDBStorage.set_trial_user_attrs`; behind Optuna's cache as ``_backend``), one by one otherwise."""
-    if not attrs:
+def set_user_attrs(trial: Any, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> None:
+    """``trial.set_user_attr`` for every item of ``attrs`` (and ``trial.storage.set_trial_system_attr`` for every
+    item of ``system``), in one transaction when the storage is ours (:meth:`_RDBStorage.set_trial_user_attrs`;
+    behind Optuna's cache as ``_backend``), one by one otherwise."""
+    if not attrs and not system:
         return
     backend = getattr(trial.storage, "_backend", trial.storage)
     if isinstance(backend, _RDBStorage):
-        backend.set_trial_user_attrs(trial._trial_id, attrs)
+        backend.set_trial_user_attrs(trial._trial_id, attrs, system)
+        cached = getattr(trial, "_cached_frozen_trial", None)  # what Trial.user_attrs reads (Optuna >= 4.2)
+        if cached is not None:
+            cached.user_attrs.update(attrs)
+            cached.system_attrs.update(system or {})
         return
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+    for key, value in (system or {}).items():
+        trial.storage.set_trial_system_attr(trial._trial_id, key, value)

@@ -250,29 +250,57 @@ def test_sqlite_runs_in_wal_mode_and_keeps_commits_of_a_killed_process(tmp_path)
     assert sorted(t.user_attrs["k"] for t in study.trials) == list(range(20))
 
 
-def test_user_attrs_of_a_trial_are_set_in_one_transaction(tmp_path):
-    """set_user_attrs writes what Trial.set_user_attr would (read back through Optuna), with one commit (counted
-    by SQLAlchemy's own event) instead of one per attribute; a finished trial is refused as Optuna refuses it."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_rdb(request, tmp_path):
+    """A fresh storage URL on SQLite, and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'a.db'}"
+    server = request.getfixturevalue("postgres")
+    import psycopg2
+
+    name = f"attrs_{tmp_path.name.lower().replace('-', '_')[-40:]}"
+    con = psycopg2.connect(host="127.0.0.1", port=server["port"], user="nas", password=PASSWORD, dbname="postgres")
+    con.autocommit = True
+    con.cursor().execute(f"CREATE DATABASE {name}")
+    con.close()
+    return server["url"].rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_user_attrs_of_a_trial_are_set_in_one_transaction(any_rdb):
+    """set_user_attrs writes what Trial.set_user_attr and set_trial_system_attr would (read back through Optuna;
+    an existing key is overwritten), with one commit and a fixed number of statements (counted by SQLAlchemy's own
+    events) instead of one commit and two statements per attribute; a finished trial is refused as Optuna
+    refuses it."""
     from sqlalchemy import event
 
     from search.storage import set_user_attrs
 
-    storage = make_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    storage = make_storage(any_rdb)
     study = optuna.create_study(storage=storage, study_name="s")
-    commits = []
+    commits, statements = [], []
     event.listen(storage.engine, "commit", lambda conn: commits.append(1))
-    attrs = {"macs": 1.5e6, "node": "127.0.0.1/abc", "epochs": 3.0, "nested": {"a": [1, 2]}}
+    event.listen(storage.engine, "before_cursor_execute", lambda *a: statements.append(1))
+    attrs = {"macs": 1.5e6, "node": "127.0.0.1/abc", "epochs": 3.0, "nested": {"a": [1, 2]}, "x": None}
+    system = {"constraints": [0.5, -1.0], "flag": True}
     batched, single = study.ask(), study.ask()
+    batched.set_user_attr("epochs", 1.0)  # overwritten below
+    single.set_user_attr("epochs", 1.0)
     commits.clear()
-    set_user_attrs(batched, attrs)
-    assert len(commits) == 1
+    statements.clear()
+    set_user_attrs(batched, attrs, system)
+    assert len(commits) == 1 and len(statements) <= 4  # read the trial, one upsert per table (+ a savepoint)
+    assert batched.user_attrs == attrs  # the trial object sees them at once, as after Trial.set_user_attr
     commits.clear()
     for key, value in attrs.items():
         single.set_user_attr(key, value)
-    assert len(commits) == len(attrs)
+    for key, value in system.items():
+        single.storage.set_trial_system_attr(single._trial_id, key, value)
+    assert len(commits) == len(attrs) + len(system)
     study.tell(batched, 1.0)
     study.tell(single, 1.0)
-    got = {t.number: t.user_attrs for t in optuna.load_study(study_name="s", storage=storage).trials}
-    assert got[batched.number] == got[single.number] == attrs
+    got = {t.number: t for t in optuna.load_study(study_name="s", storage=make_storage(any_rdb)).trials}
+    assert got[batched.number].user_attrs == got[single.number].user_attrs == attrs
+    assert {k: got[batched.number].system_attrs[k] for k in system} == system
+    assert got[batched.number].system_attrs == got[single.number].system_attrs
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         set_user_attrs(batched, {"late": 1})
