@@ -298,15 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="timed passes per unit (plain) or per reference calibration round (default 50)")
     lt.add_argument("--rounds", type=positive_int, default=3,
                     help="plain: rounds of --repeats; the median of the round medians counts (default 3)")
-    lt.add_argument("--calibrate", type=int, default=8,
-                    help="random architectures measured end to end to fit scale and overhead (default 8; 0: off)")
+    lt.add_argument("--calibrate", type=int, default=20,
+                    help="random architectures measured end to end (--truth-repeats times each, the median counts) "
+                         "to fit scale and overhead (default 20; 0: off)")
     lt.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default 0)")
     lt.add_argument("--validate", action="store_true", help="validate --table instead of building one")
     lt.add_argument("--table", default=None, help="the table to validate")
     lt.add_argument("--n", type=positive_int, default=20, help="architectures to validate on (default 20)")
     lt.add_argument("--truth-repeats", type=positive_int, default=3,
-                    help="--validate: end-to-end measurements per architecture; their median is the ground truth and "
-                         "their spread the noise floor (default 3)")
+                    help="end-to-end measurements per architecture, minutes apart: --validate's ground truth and the "
+                         "calibration's are their median, --validate's noise floor their spread (default 3)")
     lt.set_defaults(func=cmd_latency_table)
 
     la = sub.add_parser("latency", help="measure one architecture's latency as a search does (interleaved with a "
