@@ -58,6 +58,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--trial-logs", action="store_true", help="keep Ray Tune's per-trial logs (ray.trial_logs)")
+    ap.add_argument("--statements", action="store_true",
+                    help="also count the driver's SQL statements and commits per trial of the nas search row, by "
+                         "statement kind and table (SQLAlchemy's events)")
     args = ap.parse_args()
 
     import optuna
@@ -133,6 +136,19 @@ def main() -> None:
 
     storage = make_storage(f"sqlite:///{tmp / 'study.db'}", heartbeat=True)
     study = optuna.create_study(storage=storage, study_name="orchestration", directions=["maximize", "minimize"])
+    kinds: dict[str, int] = {}
+    if args.statements:
+        import re
+
+        from sqlalchemy import event
+
+        def count(conn, cursor, statement, *rest) -> None:
+            m = re.match(r"\s*(\w+)\b.*?\b(?:FROM|INTO|UPDATE)\s+(\w+)", statement, re.S | re.I)
+            key = f"{m.group(1).upper()} {m.group(2)}" if m else statement.split()[0].upper()
+            kinds[key] = kinds.get(key, 0) + 1
+
+        event.listen(storage.engine, "before_cursor_execute", count)
+        event.listen(storage.engine, "commit", lambda conn: kinds.__setitem__("(commit)", kinds.get("(commit)", 0) + 1))
     lease = StudyLease.acquire(study)
     t0 = time.perf_counter()
     try:
@@ -159,6 +175,11 @@ def main() -> None:
     for name, wall, conc in rows:
         over = (wall - (work / conc if conc else 0.0)) / n
         print(f"{name:34}{wall:9.2f}{over * 1000:19.1f}")
+    if kinds:
+        print(f"driver's SQL per trial (nas search row): {sum(v for k, v in kinds.items() if k != '(commit)') / n:.1f} "
+              f"statements, {kinds.get('(commit)', 0) / n:.1f} commits")
+        for key, v in sorted(kinds.items(), key=lambda kv: -kv[1]):
+            print(f"  {key:44}{v / n:8.2f}")
     print(f"(Ray start {ray_start:.1f} s and shutdown {ray_stop:.1f} s not included; bare Ray Tune does no work; "
           f"per-trial Ray Tune logs {'on' if args.trial_logs else 'off'})")
 
