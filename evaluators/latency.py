@@ -14,8 +14,6 @@ measure the same model exported to ONNX and run by ONNX Runtime, with this proto
 from __future__ import annotations
 
 import contextlib
-import json
-import platform
 from typing import Any, Iterator
 
 import torch
@@ -25,8 +23,16 @@ from space import Arch, build_model
 from space.onnx_export import arch_choices, export_model
 from train.checks import check_positive_int, is_torch_device, resolve_device
 
-from .latency_protocol import REFERENCE, REFERENCE_ROUNDS, ReferenceLatency, check_protocol, interleave, reference_arch
-from .latency_timing import Pass, Rounds, check_shape, estimate, rounds_stats, time_passes
+from .latency_protocol import (
+    REFERENCE,
+    ReferenceLatency,
+    calibrate_rounds,
+    check_protocol,
+    interleave,
+    reference_arch,
+    reference_key,
+)
+from .latency_timing import Pass, Rounds, check_shape, rounds_stats, time_passes
 from .metrics import Metric
 from .onnx_runtime import check_ort_device, is_ort_device
 from .ort_latency import OrtRunner
@@ -177,8 +183,8 @@ class LatencyEvaluator:
 
     def reference_key(self, *, batch: int, input_size: int) -> str:
         """What a calibrated reference latency is stored under: the setting, this host and torch version."""
-        return json.dumps([REFERENCE, self.device, batch, input_size, self.in_chans, self.num_classes, self.threads,
-                           platform.node(), str(torch.__version__)])
+        return reference_key(device=self.device, batch=batch, input_size=input_size, in_chans=self.in_chans,
+                             num_classes=self.num_classes, threads=self.threads)
 
     def measure(self, prepared: nn.Module | bytes, *, input_size: int) -> dict[str, float]:
         """``evaluate``'s result for what :meth:`prepare` returned (``input_size``: the architecture's)."""
@@ -195,8 +201,8 @@ class LatencyEvaluator:
             ref_model = self._refs[input_size]
             with timing_rounds(prepared, input_shape=shape, device=self.device, threads=self.threads) as cand, \
                     timing_rounds(ref_model, input_shape=shape, device=self.device, threads=self.threads) as ref:
-                ref_ms = self.references.get(self.reference_key(batch=b, input_size=input_size), lambda: estimate(
-                    [ref(self.warmup, self.repeats) for _ in range(REFERENCE_ROUNDS)]))
+                ref_ms = self.references.get(self.reference_key(batch=b, input_size=input_size),
+                                             lambda: calibrate_rounds(ref, warmup=self.warmup, repeats=self.repeats))
                 res = interleave(cand, ref, ci=self.ci, max_seconds=self.max_seconds)
             out[f"latency_ms_b{b}"] = res["ratio"] * ref_ms
             out[f"latency_ci_ms_b{b}"] = (res["ratio_hi"] - res["ratio_lo"]) / 2 * ref_ms

@@ -11,7 +11,9 @@ so numbers measured at different moments against the same stored reference are c
 """
 from __future__ import annotations
 
+import json
 import math
+import platform
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -20,7 +22,7 @@ from space import Arch, wrn
 
 from . import latency_timing
 from .latency_cache import LatencyCache
-from .latency_timing import Rounds, round_estimate
+from .latency_timing import Rounds, estimate, round_estimate
 
 PROTOCOLS = ("plain", "interleaved")
 REFERENCE = "wrn-16-1"
@@ -39,6 +41,23 @@ def check_protocol(protocol: Any, *, field: str = "latency.protocol") -> str:
 def reference_arch(input_size: int) -> Arch:
     """The reference network at ``input_size``."""
     return wrn(16, 1, input_size=input_size)
+
+
+def reference_key(*, device: str, batch: int, input_size: int, in_chans: int, num_classes: int,
+                  threads: int | None) -> str:
+    """What the reference's calibrated latency is stored under: the setting, this host and torch version. The one
+    key of the measured ``latency`` evaluator, a latency table and the export's re-measure, so all scale by one
+    number."""
+    import torch
+
+    return json.dumps([REFERENCE, device, batch, input_size, in_chans, num_classes, threads, platform.node(),
+                       str(torch.__version__)])
+
+
+def calibrate_rounds(reference: Rounds, *, warmup: int, repeats: int) -> float:
+    """The reference's latency (ms) measured now: the plain estimator (:func:`.latency_timing.estimate`) over
+    :data:`REFERENCE_ROUNDS` rounds of ``warmup`` untimed and ``repeats`` timed passes of ``reference``."""
+    return estimate([reference(warmup, repeats) for _ in range(REFERENCE_ROUNDS)])
 
 
 def median_ci(values: Sequence[float], *, confidence: float = CONFIDENCE) -> tuple[float, float]:

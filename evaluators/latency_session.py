@@ -15,8 +15,8 @@ from typing import Any, Callable, ContextManager, Mapping
 from space import Arch
 
 from .latency_gate import MeasureGate
-from .latency_protocol import REFERENCE, REFERENCE_ROUNDS, ReferenceLatency, interleave_many, reference_arch
-from .latency_timing import Rounds, estimate
+from .latency_protocol import REFERENCE, ReferenceLatency, calibrate_rounds, interleave_many, reference_arch
+from .latency_timing import Rounds
 
 Timer = Callable[[Arch], ContextManager[Rounds]]
 """``timer(arch)``: a context in which ``rounds(warmup, repeats) -> passes`` times ``arch`` (injectable in tests)."""
@@ -53,8 +53,7 @@ def measure_session(archs: Mapping[str, Arch], *, timer: Timer, references: Refe
         ref = stack.enter_context(timer(reference_arch(input_size)))
         rounds = {name: stack.enter_context(timer(arch)) for name, arch in archs.items()}
         measured_at = time.strftime("%Y-%m-%dT%H:%M:%S")
-        ref_ms = references.get(reference_key, lambda: estimate([ref(warmup, repeats)
-                                                                  for _ in range(REFERENCE_ROUNDS)]))
+        ref_ms = references.get(reference_key, lambda: calibrate_rounds(ref, warmup=warmup, repeats=repeats))
         res = interleave_many(rounds, ref, ci=ci, max_seconds=max_seconds)
     results = {name: {"latency_ms": r["ratio"] * ref_ms, "lo_ms": r["ratio_lo"] * ref_ms,
                       "hi_ms": r["ratio_hi"] * ref_ms, "ci_ms": (r["ratio_hi"] - r["ratio_lo"]) / 2 * ref_ms,

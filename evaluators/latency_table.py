@@ -50,7 +50,8 @@ from train.checks import check_positive_int
 
 from .base import register_evaluator
 from .latency import LATENCY_MS, check_latency_device, measure_latency, timing_rounds
-from .latency_protocol import REFERENCE, check_protocol, interleave, reference_arch
+from .latency_protocol import REFERENCE, calibrate_rounds, check_protocol, interleave, reference_arch
+from .latency_protocol import reference_key as protocol_reference_key
 from .onnx_runtime import is_ort_device
 
 FORMAT = "nas-latency-table/1"
@@ -337,29 +338,25 @@ def interleaved_ms(model: nn.Module | bytes, shape: tuple[int, ...], *, table: L
 
 def reference_key(table: LatencyTable) -> str:
     """What the reference's calibrated latency is stored under: the measured ``latency`` evaluator's key for the
-    same setting (:meth:`~evaluators.latency.LatencyEvaluator.reference_key`), so both scale by one number."""
-    from .latency import LatencyEvaluator
-
-    ev = LatencyEvaluator(num_classes=table.num_classes, in_chans=table.in_chans, device=table.device,
-                          batch_sizes=(table.batch,), threads=table.threads)
-    return ev.reference_key(batch=table.batch, input_size=table.input_size)
+    same setting (:func:`~evaluators.latency_protocol.reference_key`), so both scale by one number."""
+    return protocol_reference_key(device=table.device, batch=table.batch, input_size=table.input_size,
+                                  in_chans=table.in_chans, num_classes=table.num_classes, threads=table.threads)
 
 
 def calibrate_reference(table: LatencyTable, references: Any = None,
                         context: MeasureContext = contextlib.nullcontext) -> float:
     """Set ``table.reference_ms``: looked up in ``references`` (a
-    :class:`~evaluators.latency_protocol.ReferenceLatency`, e.g. the machine's store) or calibrated once — the
-    plain estimator over :data:`~evaluators.latency_protocol.REFERENCE_ROUNDS` rounds of the table's ``warmup`` and
-    ``repeats`` — and stored there."""
-    from .latency_protocol import REFERENCE_ROUNDS, ReferenceLatency
+    :class:`~evaluators.latency_protocol.ReferenceLatency`, e.g. the machine's store) or calibrated once inside
+    ``context`` (:func:`~evaluators.latency_protocol.calibrate_rounds` with the table's ``warmup`` and ``repeats``)
+    and stored there."""
+    from .latency_protocol import ReferenceLatency
 
     references = references if references is not None else ReferenceLatency()
 
     def measure() -> float:
-        with context():
-            return measure_latency(reference_model(table), input_shape=reference_shape(table), device=table.device,
-                                   warmup=table.warmup, repeats=table.repeats, threads=table.threads,
-                                   rounds=REFERENCE_ROUNDS)["median_ms"]
+        with context(), timing_rounds(reference_model(table), input_shape=reference_shape(table),
+                                      device=table.device, threads=table.threads) as ref:
+            return calibrate_rounds(ref, warmup=table.warmup, repeats=table.repeats)
 
     table.reference_ms = float(references.get(reference_key(table), measure))
     return table.reference_ms

@@ -99,10 +99,9 @@ def remeasure(run_dir: Path, study: optuna.Study, cfg: Config, rows: list[dict[s
     trials' own measurements were allowed). ``timer``: :data:`evaluators.latency_session.Timer` (default: the
     run's device, batch, threads). Nothing when the run uses no latency; one line and None when this machine
     cannot measure it."""
-    from evaluators.latency import LatencyEvaluator
     from evaluators.latency_cache import LatencyCache
     from evaluators.latency_gate import MeasureGate, user_lock_dir
-    from evaluators.latency_protocol import ReferenceLatency
+    from evaluators.latency_protocol import ReferenceLatency, reference_key
     from evaluators.latency_service import REFERENCE_FILE
     from evaluators.latency_session import measure_session, torch_timer
 
@@ -122,9 +121,8 @@ def remeasure(run_dir: Path, study: optuna.Study, cfg: Config, rows: list[dict[s
     folder = Path(lat.lock_dir) if lat.lock_dir is not None else user_lock_dir()
     references = ReferenceLatency([LatencyCache(Path(run_dir).resolve() / "latency_cache.sqlite"),
                                    LatencyCache(folder / REFERENCE_FILE)])
-    key = LatencyEvaluator(num_classes=num_classes, in_chans=in_chans, device=lat.device, threads=lat.threads,
-                           batch_sizes=(batch,)).reference_key(batch=batch, input_size=next(iter(archs.values()))
-                                                               .input_size)
+    key = reference_key(device=lat.device, batch=batch, input_size=next(iter(archs.values())).input_size,
+                        in_chans=in_chans, num_classes=num_classes, threads=lat.threads)
     timer = timer or torch_timer(device=lat.device, batch=batch, threads=lat.threads, in_chans=in_chans,
                                  num_classes=num_classes)
     gate = MeasureGate.for_device(lat.device, lat.lock_dir) if lat.isolate else None
