@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from train.cli_options import positive_int
+from train.cli_options import non_negative_int, positive_int
 from train.engine import failed_at_run_time
 
 EXIT_FAILURE = 1
@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "exported alone) (default: the config's latency.device)")
     lt.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     lt.add_argument("--input-size", type=positive_int, default=None, help="default: the data set's")
-    lt.add_argument("--threads", type=int, default=None, help="intra-op threads (default: latency.threads; 0: leave)")
+    lt.add_argument("--threads", type=non_negative_int, default=None,
+                    help="intra-op threads (default: latency.threads; 0: leave)")
     lt.add_argument("--protocol", choices=["interleaved", "plain"], default="interleaved",
                     help="interleaved (default): every unit timed in alternating rounds with the reference wrn-16-1 "
                          "and stored as ratio × the reference's calibrated latency, so the machine's drift cancels; "
@@ -292,13 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--max-seconds", type=positive_float, default=2.0,
                     help="interleaved: the most seconds of alternating rounds per unit or network, when its ratio's "
                          "95%% interval is not yet within 2%% (default 2)")
-    lt.add_argument("--warmup", type=int, default=10,
+    lt.add_argument("--warmup", type=non_negative_int, default=10,
                     help="untimed passes per unit (plain) or per reference calibration round (default 10)")
     lt.add_argument("--repeats", type=positive_int, default=50,
                     help="timed passes per unit (plain) or per reference calibration round (default 50)")
     lt.add_argument("--rounds", type=positive_int, default=3,
                     help="plain: rounds of --repeats; the median of the round medians counts (default 3)")
-    lt.add_argument("--calibrate", type=int, default=20,
+    lt.add_argument("--calibrate", type=non_negative_int, default=20,
                     help="random architectures measured end to end (--truth-repeats times each, the median counts) "
                          "to fit scale and overhead (default 20; 0: off)")
     lt.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default 0)")

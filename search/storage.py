@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from typing import Any
 
 import optuna
@@ -77,18 +78,19 @@ class _RDBStorage(optuna.storages.RDBStorage):
             _sqlite_pragmas(self.engine)
             self.engine.dispose()  # the connections Optuna opened to create the tables: reopened with the pragmas
 
-    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> None:
+    def set_trial_attrs(self, trial_id: int, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> None:
         """Every item of ``attrs`` as a user attribute (and of ``system`` as a system attribute) of ``trial_id``, in
         one transaction: Optuna's ``set_trial_user_attr`` commits each one and reads the trial again for each.
         The same check that the trial is still updatable, once; then on SQLite and PostgreSQL one multi-row upsert
-        per table (Optuna's own upsert statement, with all rows), elsewhere Optuna's per-attribute statement."""
+        per table (Optuna's own upsert statement, with all rows; SQLite from 3.24, as Optuna), elsewhere Optuna's
+        per-attribute statement."""
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
         groups = [(models.TrialUserAttributeModel, attrs), (models.TrialSystemAttributeModel, system or {})]
         with _create_scoped_session(self.scoped_session, True) as session:
             name = self.engine.name
-            if name not in ("sqlite", "postgresql"):
+            if name not in ("sqlite", "postgresql") or (name == "sqlite" and sqlite3.sqlite_version_info < (3, 24)):
                 for model, items in groups:
                     for key, value in items.items():
                         self._set_trial_attr_without_commit(session, model, trial_id, key, value)
@@ -157,13 +159,13 @@ def make_storage(url: str, *, field: str = "storage", heartbeat: bool = False) -
 
 def set_user_attrs(trial: Any, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> None:
     """``trial.set_user_attr`` for every item of ``attrs`` (and ``trial.storage.set_trial_system_attr`` for every
-    item of ``system``), in one transaction when the storage is ours (:meth:`_RDBStorage.set_trial_user_attrs`;
+    item of ``system``), in one transaction when the storage is ours (:meth:`_RDBStorage.set_trial_attrs`;
     behind Optuna's cache as ``_backend``), one by one otherwise."""
     if not attrs and not system:
         return
     backend = getattr(trial.storage, "_backend", trial.storage)
     if isinstance(backend, _RDBStorage):
-        backend.set_trial_user_attrs(trial._trial_id, attrs, system)
+        backend.set_trial_attrs(trial._trial_id, attrs, system)
         cached = getattr(trial, "_cached_frozen_trial", None)  # what Trial.user_attrs reads (Optuna >= 4.2)
         if cached is not None:
             cached.user_attrs.update(attrs)

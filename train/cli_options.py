@@ -30,6 +30,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
 def option_fields(model: type[ConfigModel]) -> dict[str, tuple[str, ...]]:
     """Option ``dest`` → the field's path in ``model`` (``{"lr_rule": ("methods", "lr_rule"), ...}``)."""
     out: dict[str, tuple[str, ...]] = {}

@@ -71,6 +71,15 @@ def test_validate_needs_a_table(built, capsys):
     assert "--table: required with --validate" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--calibrate", "--warmup", "--threads"])
+def test_negative_counts_stop_before_anything_is_measured(built, capsys, option):
+    with pytest.raises(SystemExit) as exc:
+        main(["latency-table", "--space", str(built[0]), "--out", "unused.yaml", option, "-1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert option in err and "must be an integer >= 0, got '-1'" in err
+
+
 def test_enumeration_couples_shared_width_multipliers():
     shared = parse_config({**TINY, "space": {**TINY["space"], "per_stage": ["depth"]}})
     per_stage = parse_config(TINY)
