@@ -10,7 +10,7 @@ SHELL  := /bin/bash
 # pip prints a harmless "Location ... is ignored" line per package for this machine's local index.
 QUIET  := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: demo test test-slow install
+.PHONY: demo test test-slow install cifar10-search
 
 install: $(STAMP)
 
@@ -25,6 +25,15 @@ demo: $(STAMP)
 	$(NAS) search configs/quickstart.yaml --name $(RUN)
 	$(NAS) show results/$(RUN)/best.yaml --input-size 16 --in-chans 1
 	$(NAS) retrain results/$(RUN)/best.yaml --data digits --epochs 15 --out results/$(RUN)/retrain
+
+# The CPU-hour CIFAR-10 search (docs/cifar10_search.md): search, the front against every CIFAR preset trained with
+# the search's proxy protocol, the HTML report. NAS_DATA_DIR or configs/cifar10_search.yaml's data_dir: the data.
+CIFAR_RUN     ?= cifar10_search-$(shell date +%Y%m%d-%H%M%S)
+CIFAR_PRESETS := wrn-16-1,wrn-16-2,wrn-16-4,ghostnet-cifar,g-ghost-cifar,sknet-cifar,resnext-cifar,mgic-cifar,gconv-cifar,resattn-cifar
+cifar10-search: $(STAMP)
+	$(NAS) search configs/cifar10_search.yaml --name $(CIFAR_RUN)
+	$(NAS) compare results/$(CIFAR_RUN) --presets $(CIFAR_PRESETS)
+	$(NAS) report results/$(CIFAR_RUN)
 
 test: $(STAMP)
 	$(PY) -m ruff check .

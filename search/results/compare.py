@@ -157,6 +157,35 @@ def _dominance(row: dict[str, Any], front_rows: list[dict[str, Any]], objectives
     front = [(f["number"], to_minimise([f[o] for o in objectives], objectives)) for f in front_rows]
     row["dominated_by"] = [n for n, theirs in front if dominates(theirs, mine)]
     row["dominates"] = [n for n, theirs in front if dominates(mine, theirs)]
+    row["closest"] = None if row["dominated_by"] else closest_front_point(row, front_rows, objectives)
+
+
+def shortfall(front_value: float, preset_value: float, direction: str) -> float:
+    """How much better (as a fraction) a front value would have to be to match the preset's: the multiplicative
+    ε of Zitzler et al. 2003 (the least ε with ``f·(1+ε) ≥ p`` for a maximised objective, ``f/(1+ε) ≤ p`` for a
+    minimised one); 0 where the front value is already as good, inf where no factor helps (a value ≤ 0)."""
+    f, p = float(front_value), float(preset_value)
+    good = f >= p if direction == "max" else f <= p
+    if good:
+        return 0.0
+    if direction == "max":
+        return p / f - 1.0 if f > 0 else float("inf")
+    return f / p - 1.0 if p > 0 else float("inf")
+
+
+def closest_front_point(row: dict[str, Any], front_rows: list[dict[str, Any]],
+                        objectives: Sequence[str]) -> dict[str, Any] | None:
+    """For a preset the front does not dominate: the front architecture that comes closest, by the multiplicative
+    ε-indicator (the least factor by which it would have to improve in every objective to weakly dominate the
+    preset; ties by trial number), as ``{"number", "epsilon", "shortfall": {objective: ε_i}}``; None without a
+    front."""
+    best = None
+    for f in front_rows:
+        eps = {o: shortfall(f[o], row[o], get_metric(o).direction) for o in objectives}
+        cand = {"number": f["number"], "epsilon": max(eps.values()), "shortfall": eps}
+        if best is None or (cand["epsilon"], cand["number"]) < (best["epsilon"], best["number"]):
+            best = cand
+    return best
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], objectives: list[str]) -> None:
@@ -195,4 +224,13 @@ def format_table(doc: dict[str, Any]) -> str:
     lines.append(f"the front dominates {len(dominated)} of {len(ok)} preset(s)"
                  + (f": {', '.join(dominated)}" if dominated else "")
                  + f" (objectives {', '.join(objectives)}; proxy {doc['proxy']['epochs']} epochs, seed {doc['seed']})")
+    by_number = {f["number"]: f for f in front}
+    for r in ok:
+        c = r.get("closest")
+        if r["dominated_by"] or not c:
+            continue
+        f = by_number[c["number"]]
+        misses = ", ".join(f"{m.name} {m.format(f[m.name])} vs {m.format(r[m.name])} ({c['shortfall'][m.name]:.1%})"
+                           for m in metrics if c["shortfall"][m.name] > 0) or "equal in every objective"
+        lines.append(f"  {r['name']}: closest front trial #{c['number']} misses by {c['epsilon']:.1%}: {misses}")
     return "\n".join(lines)

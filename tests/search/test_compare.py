@@ -10,7 +10,7 @@ import pytest
 from search import open_run
 from search.cli import main
 from search.pareto import dominates
-from search.results.compare import to_minimise
+from search.results.compare import format_table, to_minimise
 from search.results.report import build_report
 
 from ._tiny_run import copy_run, tiny_run
@@ -37,6 +37,28 @@ def test_dominance_by_hand():
     assert not dom([0.9, 5, 2], [0.9, 5, 2])      # equal: neither dominates
     assert not dom([0.95, 6, 2], [0.9, 5, 2])     # a trade-off
     assert not dom([0.8, 5, 2], [0.9, 5, 2])
+
+
+def test_closest_front_point_by_hand():
+    """A preset the front misses: the front point needing the least uniform improvement (Zitzler et al.'s
+    multiplicative ε) is named with its per-objective shortfall; a dominated preset has none."""
+    front = [{"number": 3, "val_acc": 0.40, "macs": 8e6, "latency_ms": 1.0},   # acc ×1.05 short, latency ×1.25
+             {"number": 7, "val_acc": 0.38, "macs": 4e6, "latency_ms": 0.7},   # acc 0.42/0.38 − 1 = 10.5% short
+             {"number": 9, "val_acc": 0.41, "macs": 9e6, "latency_ms": 0.84}]  # 2.4% acc, 12.5% macs, 5% latency
+    preset = {"name": "p", "arch_id": "x", "status": "ok", "val_acc": 0.42, "macs": 8e6, "latency_ms": 0.8}
+    beaten = {"name": "q", "arch_id": "y", "status": "ok", "val_acc": 0.30, "macs": 9e6, "latency_ms": 1.2}
+    doc = {"objectives": OBJ, "presets": [preset, beaten], "front": front, "proxy": {"epochs": 3}, "seed": 0}
+    from search.results.compare import _dominance
+
+    for r in (preset, beaten):
+        _dominance(r, front, OBJ)
+    assert preset["dominated_by"] == [] and beaten["dominated_by"] == [3, 7, 9] and beaten["closest"] is None
+    c = preset["closest"]
+    assert c["number"] == 7 and c["epsilon"] == pytest.approx(0.42 / 0.38 - 1)  # #3: 25%, #9: 12.5%
+    assert c["shortfall"] == {"val_acc": pytest.approx(0.42 / 0.38 - 1), "macs": 0.0, "latency_ms": 0.0}
+    table = format_table(doc)
+    assert "the front dominates 1 of 2 preset(s): q" in table
+    assert "  p: closest front trial #7 misses by 10.5%: val_acc 0.3800 vs 0.4200 (10.5%)" in table
 
 
 def test_compare_reproduces_a_trial_and_reports_dominance(tiny, tmp_path, capsys):

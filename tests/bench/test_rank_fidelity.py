@@ -1,0 +1,66 @@
+"""bench/rank_fidelity.py: the proxy and long curves are what an evaluator built by hand from the config's fields
+trains; τ and ρ match hand-counted pairs and ranks; a rerun trains only what is missing and refuses other settings."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ._load import ROOT, load_bench
+
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+
+
+def test_fidelity_matches_hand_counted_pairs():
+    bench = load_bench("rank_fidelity")
+    long_acc = [0.50, 0.60, 0.70, 0.80, 0.90]
+    final = [0.30, 0.20, 0.40, 0.50, 0.45]
+    rows = [{"proxy_curve": [0.1 * k, f], "long_curve": [0.0, t], **{p: None for p in bench.PROXIES},
+             "synflow": float(k), "macs": -float(k), "params": 1.0 + k}
+            for k, (f, t) in enumerate(zip(final, long_acc))]
+    rows[4]["snip"] = 1.0  # snip defined on too few rows: NaN, n = 1
+    rows.append({"proxy_curve": None, "long_curve": None, "synflow": 9.0})  # diverged: left out everywhere
+    res = bench.fidelity(rows)
+    # final vs long: pairs (i<j) discordant are (0,1) and (3,4): C = 8, D = 2 → τ = 6/10; ranks of final
+    # (2, 1, 3, 5, 4) vs (1..5): Σd² = 1+1+0+1+1 = 4 → ρ = 1 − 6·4/(5·24) = 0.8
+    assert res["final"]["kendall"] == pytest.approx(0.6) and res["final"]["spearman"] == pytest.approx(0.8)
+    assert res["final"]["n"] == 5
+    assert res["epoch1"]["kendall"] == pytest.approx(1.0)  # 0, 0.1, … rises with the long accuracy
+    assert res["synflow"]["kendall"] == pytest.approx(1.0) and res["macs"]["kendall"] == pytest.approx(-1.0)
+    assert res["snip"]["n"] == 1 and res["snip"]["kendall"] != res["snip"]["kendall"]  # NaN
+
+
+def test_curves_are_the_configs_training_and_rerun_resumes(tmp_path, capsys):
+    bench = load_bench("rank_fidelity")
+    out = tmp_path / "rf.json"
+    assert bench.main(["--config", str(QUICKSTART), "--archs", "3", "--long-factor", "2", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["proxy_epochs"] == 6 and doc["long_epochs"] == 12 and len(doc["rows"]) == 3
+    printed = capsys.readouterr().out
+    assert "3 architecture(s) with a long training (12 epochs)" in printed and "\nfinal " in printed
+
+    from evaluators.accuracy import AccuracyEvaluator
+    from space import Arch
+    from train.data import load_dataset
+
+    # quickstart.yaml's proxy recipe written out by hand: digits, batch 32, lr 0.1, 20% validation, seed 0
+    data = load_dataset("digits")
+    row = doc["rows"][1]
+    arch = Arch.from_yaml(row["arch_yaml"])
+    seen: list[float] = []
+    short = AccuracyEvaluator(data=data, epochs=6, batch_size=32, lr=0.1, val_fraction=0.2, seed=0, threads=1)
+    assert short.evaluate(arch, report=lambda m: seen.append(m["val_acc"]))["val_acc"] == row["proxy_curve"][-1]
+    assert seen == row["proxy_curve"]
+    long = AccuracyEvaluator(data=data, epochs=12, batch_size=32, lr=0.1, val_fraction=0.2, seed=0, threads=1)
+    assert long.evaluate(arch)["val_acc"] == row["long_curve"][-1] and len(row["long_curve"]) == 12
+    assert row["macs"] > 0 and row["synflow"] is not None and row["grad_norm"] > 0
+
+    first = [r["arch_id"] for r in doc["rows"]]
+    assert bench.main(["--config", str(QUICKSTART), "--archs", "4", "--long-factor", "2", "--out", str(out)]) == 0
+    assert "3 row(s) in rf.json; 1 to train" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["arch_id"] for r in rows[:3]] == first and len(rows) == 4
+    assert rows[3]["arch_id"] == bench.sample_archs(bench.bench_config(QUICKSTART), 4, seed=0)[3].arch_id
+
+    with pytest.raises(SystemExit, match="long_factor: .* was built with 2, this run asks 3"):
+        bench.main(["--config", str(QUICKSTART), "--archs", "4", "--long-factor", "3", "--out", str(out)])
