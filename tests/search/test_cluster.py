@@ -185,3 +185,24 @@ def test_search_on_a_two_node_cluster(tmp_path, epochs, budget):
         assert len({t.user_attrs["node"] for t in ran}) == 2, [t.user_attrs["node"] for t in ran]
         tmp = cluster.tmp
     assert processes_using(tmp) == []
+
+
+@pytest.mark.parametrize("exported, expected", [(None, 0), ("15", 15)])
+def test_embedded_ray_runs_trials_at_normal_priority(tmp_path, exported, expected):
+    """Ray's own default puts workers at niceness 15 (starved next to any other job); the embedded instance
+    runs them at 0 unless the user exported RAY_worker_niceness, which is kept (15: Ray's default)."""
+    ray_tmp = tempfile.mkdtemp(prefix="nasnice", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_worker_niceness", "RAY_ADDRESS")}
+    if exported is not None:
+        env["RAY_worker_niceness"] = exported
+    code = ("import os, ray\nfrom search.cluster import connect\nfrom search.config import parse_config\n"
+            f"connect(parse_config({{'ray': {{'num_cpus': 1, 'temp_dir': {ray_tmp!r}}}}}))\n"
+            "print('nice', os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))\nray.shutdown()\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    driver, worker = map(int, proc.stdout.split("nice ")[1].split()[:2])
+    assert driver == 0 and worker == expected
