@@ -10,7 +10,7 @@ SHELL  := /bin/bash
 # pip prints a harmless "Location ... is ignored" line per package for this machine's local index.
 QUIET  := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: demo test test-slow install cifar10-search
+.PHONY: demo test test-slow install cifar-search
 
 install: $(STAMP)
 
@@ -30,7 +30,7 @@ demo: $(STAMP)
 # the search's proxy protocol, the HTML report. NAS_DATA_DIR or configs/cifar10_search.yaml's data_dir: the data.
 CIFAR_RUN     ?= cifar10_search-$(shell date +%Y%m%d-%H%M%S)
 CIFAR_PRESETS := wrn-16-1,wrn-16-2,wrn-16-4,ghostnet-cifar,g-ghost-cifar,sknet-cifar,resnext-cifar,mgic-cifar,gconv-cifar,resattn-cifar
-cifar10-search: $(STAMP)
+cifar-search: $(STAMP)
 	$(NAS) search configs/cifar10_search.yaml --name $(CIFAR_RUN)
 	$(NAS) compare results/$(CIFAR_RUN) --presets $(CIFAR_PRESETS)
 	$(NAS) report results/$(CIFAR_RUN)
