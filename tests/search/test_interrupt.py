@@ -23,8 +23,8 @@ SCRIPT = textwrap.dedent("""
             time.sleep(0.2)
     if sys.argv[3] == "thread":
         threading.Thread(target=stuck_forever).start()  # not a daemon: exit would wait for it
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)  # inside the try: a Ctrl-C right after "ready" is still caught
         time.sleep(60)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
