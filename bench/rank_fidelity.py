@@ -183,8 +183,20 @@ def header(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
                      f"{rebuild_command(args)}",
             "command": rebuild_command(args), "long_factor": args.long_factor, "sample_seed": args.sample_seed,
             "proxy_epochs": cfg.proxy.epochs, "long_epochs": args.long_factor * cfg.proxy.epochs,
-            "config": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "data"},
+            "space": cfg.space.model_dump(mode="json"), "proxy": cfg.proxy.model_dump(mode="json"),
+            "seed": cfg.search.seed,
             "data": {k: v for k, v in cfg.data.model_dump(mode="json").items() if k != "data_dir"}}
+
+
+SETTINGS = ("long_factor", "sample_seed", "proxy_epochs", "space", "proxy", "seed", "data")
+"""What a table's numbers depend on (the architectures drawn and how each is trained); a rerun must match them."""
+
+
+def _differences(key: str, built: Any, asked: Any) -> list[str]:
+    if isinstance(built, dict) and isinstance(asked, dict):
+        return [d for k in sorted(set(built) | set(asked)) for d in _differences(f"{key}.{k}", built.get(k),
+                                                                                  asked.get(k))]
+    return [] if built == asked else [f"{key}: built with {built!r}, this run asks {asked!r}"]
 
 
 def load_existing(out: Path, head: dict[str, Any]) -> list[dict[str, Any]]:
@@ -192,10 +204,9 @@ def load_existing(out: Path, head: dict[str, Any]) -> list[dict[str, Any]]:
     if not out.exists():
         return []
     doc = json.loads(out.read_text())
-    for key in ("long_factor", "sample_seed", "proxy_epochs", "config", "data"):
-        if doc.get(key) != head[key]:
-            raise SystemExit(f"{key}: {out} was built with {doc.get(key)!r}, this run asks {head[key]!r}; "
-                             "use another --out or the same settings")
+    diff = [d for key in SETTINGS for d in _differences(key, doc.get(key), head[key])]
+    if diff:
+        raise SystemExit(f"{out.name}: {'; '.join(diff)} (use another --out or the same settings)")
     return doc["rows"]
 
 
