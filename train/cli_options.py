@@ -12,33 +12,33 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from pydantic.fields import FieldInfo
 
 from .config_base import ConfigModel
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def int_at_least(low: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low``; ``what`` names the accepted values in the error line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = f"int_at_least_{low}"  # argparse names the type in 'invalid <name> value' lines
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+positive_int = int_at_least(1, "a positive integer")
+"""An argparse type: an integer >= 1."""
+non_negative_int = int_at_least(0, "an integer >= 0")
+"""An argparse type: an integer >= 0."""
 
 
 def option_fields(model: type[ConfigModel]) -> dict[str, tuple[str, ...]]:
