@@ -171,6 +171,27 @@ def fidelity(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def long_epoch_fidelity(rows: list[dict[str, Any]], epochs: list[int]) -> dict[int, dict[str, float]]:
+    """``{k: {"kendall", "spearman", "n"}}``: the long training's own validation accuracy after epoch ``k`` against
+    its end. A diagnostic of how long a proxy must train for its ranking to hold; it is not a k-epoch proxy (that
+    one's cosine ends at epoch k, the long run's is still at a high learning rate there), so it reads as a lower
+    bound on what a k-epoch proxy would give only where the long curves do not cross late."""
+    from scipy import stats
+
+    out: dict[int, dict[str, float]] = {}
+    curves = [r["long_curve"] for r in rows if r.get("long_curve")]
+    curves = [c for c in curves if len(c) == max(map(len, curves))]  # complete long trainings only
+    for k in epochs:
+        pairs = [(c[k - 1], c[-1]) for c in curves]
+        if len(pairs) < 3:
+            out[k] = {"kendall": float("nan"), "spearman": float("nan"), "n": len(pairs)}
+            continue
+        s, t = zip(*pairs)
+        out[k] = {"kendall": float(stats.kendalltau(s, t).statistic),
+                  "spearman": float(stats.spearmanr(s, t).statistic), "n": len(pairs)}
+    return out
+
+
 def rebuild_command(args: argparse.Namespace) -> str:
     return (f".venv/bin/python bench/rank_fidelity.py --config {os.path.relpath(args.config, ROOT)} --archs "
             f"{args.archs} --sample-seed {args.sample_seed} --long-factor {args.long_factor} --jobs {args.jobs} "
@@ -225,6 +246,12 @@ def print_table(rows: list[dict[str, Any]], head: dict[str, Any], out: Any = pri
     out(f"{'signal':<10} {'kendall τ':>9} {'spearman ρ':>10} {'n':>4}")
     for name, r in res.items():
         out(f"{name:<10} {r['kendall']:>9.3f} {r['spearman']:>10.3f} {r['n']:>4}")
+    long_epochs = head["long_epochs"]
+    marks = sorted({k for k in (1, head["proxy_epochs"], 3 * head["proxy_epochs"], long_epochs // 2) if
+                    1 <= k < long_epochs})
+    out(f"the long training's own epoch k against its end (a diagnostic: its cosine spans all {long_epochs} epochs)")
+    for k, r in long_epoch_fidelity(rows, marks).items():
+        out(f"{'epoch ' + str(k):<10} {r['kendall']:>9.3f} {r['spearman']:>10.3f} {r['n']:>4}")
     return res
 
 

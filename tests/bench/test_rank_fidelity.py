@@ -74,3 +74,16 @@ def test_curves_are_the_configs_training_and_rerun_resumes(tmp_path, capsys):
     more = tmp_path / "more.yaml"
     more.write_text(QUICKSTART.read_text().replace("n_trials: 16", "n_trials: 99"))
     assert bench.main(["--config", str(more), "--archs", "4", "--long-factor", "2", "--out", str(out)]) == 0
+
+
+def test_long_epoch_fidelity_matches_hand_counted_pairs():
+    bench = load_bench("rank_fidelity")
+    # four long curves of 3 epochs; their ends rank a < b < c < d
+    curves = {"a": [0.1, 0.4, 0.50], "b": [0.3, 0.2, 0.60], "c": [0.2, 0.5, 0.70], "d": [0.4, 0.3, 0.80]}
+    rows = [{"long_curve": c} for c in curves.values()] + [{"long_curve": None}, {"long_curve": [0.9]}]
+    res = bench.long_epoch_fidelity(rows, [1, 2, 3])
+    # epoch 1 ranks a < c < b < d: one discordant pair (b, c) of 6 → τ = (5 − 1)/6; Σd² = 2 → ρ = 1 − 12/60
+    assert res[1]["kendall"] == pytest.approx(4 / 6) and res[1]["spearman"] == pytest.approx(0.8)
+    # epoch 2 ranks b < d < a < c: discordant (a,b) (a,d) (c,d) → τ = 0; the incomplete curve [0.9] is left out
+    assert res[2]["kendall"] == pytest.approx(0.0) and res[2]["n"] == 4
+    assert res[3]["kendall"] == pytest.approx(1.0) and res[1]["n"] == res[3]["n"] == 4
