@@ -4,7 +4,7 @@
                                           [--json out.json]
 
 ``--n`` distinct architectures are drawn from configs/full_space.yaml at 3×32×32 with Optuna's seeded
-RandomSampler (:func:`search.latency_space.sample_archs`), built for 10 classes with seeded weights and measured at
+RandomSampler (:func:`search.sample_archs`), built for 10 classes with seeded weights and measured at
 batch 1 with :func:`evaluators.measure_latency` on ``cpu`` (torch) and ``ort-cpu`` (the model exported in memory,
 ONNX Runtime) — the same protocol, thread count and statistics. The two are interleaved: per architecture,
 ``--rounds`` rounds of one torch and one ONNX Runtime measurement, the order alternating (A/B, then B/A, and the
@@ -29,8 +29,7 @@ def sample_full_space(n: int, *, seed: int) -> list[Any]:
     """``n`` distinct architectures of configs/full_space.yaml at 32×32 (seeded)."""
     import optuna
 
-    from search import SearchSpace, load_config
-    from search.latency_space import sample_archs
+    from search import SearchSpace, load_config, sample_archs
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace(load_config(ROOT / "configs" / "full_space.yaml").space, input_size=32)

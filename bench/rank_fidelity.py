@@ -66,21 +66,14 @@ def sample_archs(cfg: Any, n: int, *, seed: int) -> list[Any]:
     """``n`` distinct architectures drawn by Optuna's seeded random sampler from ``cfg``'s space, in draw order."""
     import optuna
 
-    from search import SearchSpace
+    from search import SearchSpace, sample_archs
     from search.evaluation import load_data
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = SearchSpace(cfg.space, input_size=load_data(cfg).input_size)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    out: dict[str, Any] = {}
-    for _ in range(50 * n):
-        trial = study.ask()
-        arch = space.sample(trial)
-        study.tell(trial, 0.0)
-        out.setdefault(arch.arch_id, arch)
-        if len(out) == n:
-            return list(out.values())
-    raise SystemExit(f"--archs: the space gave only {len(out)} distinct architectures in {50 * n} draws")
+    archs = sample_archs(SearchSpace(cfg.space, input_size=load_data(cfg).input_size), n, seed=seed)
+    if len(archs) < n:
+        raise SystemExit(f"--archs: the space gave only {len(archs)} distinct architectures in {50 * n} draws")
+    return archs
 
 
 def _curve(evaluate: Any, arch: Any) -> tuple[list[float] | None, dict[str, Any], float, str | None]:

@@ -145,21 +145,11 @@ def sample_full_space(n: int, *, seed: int) -> list[str]:
     """``n`` distinct architectures (YAML) drawn by Optuna's random sampler from configs/full_space.yaml's space."""
     import optuna
 
-    from search.config import load_config
-    from search.space_def import SearchSpace
+    from search import SearchSpace, load_config, sample_archs
 
-    cfg = load_config(FULL_CONFIG)
-    space = SearchSpace(cfg.space, input_size=32)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    out: dict[str, str] = {}
-    for _ in range(50 * n):
-        trial = study.ask()
-        arch = space.sample(trial)
-        study.tell(trial, 0.0)
-        out.setdefault(arch.arch_id, arch.to_yaml())
-        if len(out) == n:
-            break
-    return list(out.values())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return [a.to_yaml() for a in sample_archs(SearchSpace(load_config(FULL_CONFIG).space, input_size=32), n,
+                                              seed=seed)]
 
 
 def _nb201(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:

@@ -15,12 +15,10 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
-import optuna
-
 from space import Arch, Head, SpecError, Stage, Stem, build_model
 
 from .config import Config
-from .space_def import InvalidSample, SearchSpace, round_width
+from .space_def import SearchSpace, round_width, sample_archs
 
 Out = Callable[[str], None]
 
@@ -141,24 +139,6 @@ def build_space_table(space: SearchSpace, problem: Problem, *, device: str, batc
     out(f"measured {counts['measured']} distinct units" + (f", skipped {counts['skipped']}" if counts["skipped"]
                                                            else ""))
     return table
-
-
-def sample_archs(space: SearchSpace, n: int, *, seed: int) -> list[Arch]:
-    """Up to ``n`` distinct architectures drawn uniformly (Optuna's RandomSampler, seeded; bounded tries)."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    archs: dict[str, Arch] = {}
-    for _ in range(50 * n):
-        if len(archs) >= n:
-            break
-        trial = study.ask()
-        try:
-            arch = space.sample(trial)
-        except InvalidSample:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            continue
-        study.tell(trial, 0.0)
-        archs.setdefault(arch.arch_id, arch)
-    return list(archs.values())
 
 
 def measure_arch(arch: Arch, table: Any, *, context: Callable = contextlib.nullcontext) -> float:

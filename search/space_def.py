@@ -349,3 +349,25 @@ class SearchSpace:
         size = self.size()
         base = f", skeleton {self.cfg.skeleton}" if self.cfg.skeleton is not None else ""
         return f"{self.num_stages} stages{base}, {size:,} architectures (log10 {math.log10(size):.1f})"
+
+
+def sample_archs(space: SearchSpace, n: int, *, seed: int) -> list[Arch]:
+    """Up to ``n`` distinct architectures of ``space`` in draw order, drawn uniformly by Optuna's seeded
+    ``RandomSampler`` (in-memory study; a draw that raises :class:`InvalidSample` is skipped). At most ``50 n``
+    draws: fewer than ``n`` come back when the space has fewer distinct architectures (or they are that rare)."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    archs: dict[str, Arch] = {}
+    for _ in range(50 * n):
+        if len(archs) >= n:
+            break
+        trial = study.ask()
+        try:
+            arch = space.sample(trial)
+        except InvalidSample:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        study.tell(trial, 0.0)
+        archs.setdefault(arch.arch_id, arch)
+    return list(archs.values())

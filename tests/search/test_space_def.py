@@ -52,3 +52,20 @@ def test_impossible_stride_is_invalid_sample():
     with pytest.raises(InvalidSample, match="total stride"):
         sp.sample(optuna.trial.FixedTrial({"s0.depth": 1, "s1.depth": 1, "s2.depth": 1, "s3.depth": 1,
                                            "s4.depth": 1}))
+
+
+def test_sample_archs_draws_distinct_architectures_until_the_space_is_exhausted():
+    import itertools
+
+    from search import sample_archs
+
+    sp = _space(depth=[1, 2], width_mult=[0.5, 1.0])
+    params = sp.parameters()
+    every = {sp.sample(optuna.trial.FixedTrial(dict(zip(params, values)))).arch_id
+             for values in itertools.product(*params.values())}  # the space enumerated point by point
+    archs = sample_archs(sp, len(every) + 5, seed=3)
+    assert len(every) == sp.size() and {a.arch_id for a in archs} == every  # exhausted: each one once, no more
+    first = sample_archs(sp, 4, seed=3)
+    assert len({a.arch_id for a in first}) == 4
+    assert [a.arch_id for a in first] == [a.arch_id for a in archs[:4]]  # seeded draw order
+    assert [a.arch_id for a in sample_archs(sp, 4, seed=4)] != [a.arch_id for a in first]
