@@ -32,7 +32,7 @@ CIFAR_RUN     ?= cifar10_search-$(shell date +%Y%m%d-%H%M%S)
 CIFAR_PRESETS := wrn-16-1,wrn-16-2,wrn-16-4,ghostnet-cifar,g-ghost-cifar,sknet-cifar,resnext-cifar,mgic-cifar,gconv-cifar,resattn-cifar
 cifar-search: $(STAMP)
 	$(NAS) search configs/cifar10_search.yaml --name $(CIFAR_RUN)
-	$(NAS) compare results/$(CIFAR_RUN) --presets $(CIFAR_PRESETS)
+	$(NAS) compare results/$(CIFAR_RUN) --presets $(CIFAR_PRESETS) --jobs 2
 	$(NAS) report results/$(CIFAR_RUN)
 
 test: $(STAMP)

@@ -216,7 +216,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .results.compare import compare_presets
 
     compare_presets(Path(args.run_dir), args.presets.split(","), data_dir=args.data_dir, threads=args.threads,
-                    force=args.force, remeasure=args.remeasure, out=lambda s: print(s, flush=True))
+                    force=args.force, remeasure=args.remeasure, jobs=args.jobs, out=lambda s: print(s, flush=True))
     return 0
 
 
@@ -342,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--data-dir", default=None, help="where the run's data set lives now (default: the config's)")
     cp.add_argument("--threads", type=positive_int, default=None, help="default: the run's ray.cpus_per_trial")
     cp.add_argument("--force", action="store_true", help="re-measure presets already in compare.json")
+    cp.add_argument("--jobs", type=positive_int, default=1,
+                    help="presets trained at once, each in its own process with --threads threads (default 1)")
     cp.add_argument("--no-remeasure", dest="remeasure", action="store_false",
                     help="do not time the front and the presets again together afterwards (front_latency.csv)")
     cp.set_defaults(func=cmd_compare, bad_input=(ValueError,))

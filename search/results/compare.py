@@ -14,6 +14,10 @@ A preset is *dominated* by a front architecture when the architecture is at leas
 objective of the run and strictly better in one (Pareto dominance; Deb et al. 2002, §II).
 Results go to ``RUN_DIR/compare.json`` and ``compare.csv`` (merged with earlier rows, keyed by preset
 name; a preset already measured with the same ``arch_id`` is reused unless ``force``).
+
+``jobs`` presets train at once, each in its own (spawned) process with ``threads`` threads, as a search runs
+``max_concurrent`` trials: each number is the same function of (architecture, seed, threads) as when trained one
+at a time, and latency is still measured behind the measurement gate, so the training processes pause meanwhile.
 """
 from __future__ import annotations
 
@@ -90,10 +94,22 @@ def _measure(name: str, arch: Arch, evaluate: Any, cfg: Config, out: Callable[[s
     return {**row, "status": "ok", "over_constraints": over}
 
 
+def _measure_apart(conn: Any, name: str, arch: Arch, evaluate: Any, cfg: Config) -> None:
+    """:func:`_measure` in a process of its own (``jobs > 1``): the row goes back through ``conn``; its epoch lines
+    go straight to this process's stdout."""
+    try:
+        conn.send(_measure(name, arch, evaluate, cfg, lambda s: print(s, flush=True)))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
+        pass
+    finally:
+        conn.close()
+
+
 def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.storages.BaseStorage | None = None,
                     data_dir: str | None = None, threads: int | None = None, force: bool = False,
-                    remeasure: bool = True, out: Callable[[str], None] = print) -> dict[str, Any]:
+                    remeasure: bool = True, jobs: int = 1, out: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure ``presets`` under the run's proxy evaluation; write compare.json/.csv; return the document.
+    ``jobs``: presets trained at once (module docstring); their epoch lines are printed by the workers.
     ``remeasure`` (and the config's ``latency.remeasure_front``): then time the front and every compared preset
     again in one session (``front_latency.csv``, :mod:`.front_latency`), so their latencies are comparable."""
     from ..evaluation import ArchEvaluation, load_data
@@ -118,15 +134,25 @@ def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.st
             "directions": cfg.directions, "data": cfg.data.model_dump(mode="json"),
             "input_size": data.input_size, "proxy": cfg.proxy.model_dump(mode="json"), "seed": cfg.search.seed,
             "latency": cfg.latency.model_dump(mode="json"), "threads": threads}
+    train = []
     for name, arch in todo:
         old = previous.get(name)
         if old and not force and old.get("status") == "ok" and old.get("arch_id") == arch.arch_id:
             out(f"{name}: reusing the earlier measurement in compare.json (--force to redo)")
             continue
-        out(f"{name}: {arch.arch_id}, training {cfg.proxy.epochs} proxy epochs on {cfg.data.name} "
-            f"({data.input_size}×{data.input_size})")
-        rows[name] = _measure(name, arch, evaluate, cfg, out)
-        _write(run_dir, head, front_rows, rows)  # after every preset: an interruption keeps what is done
+        train.append((name, arch))
+    if jobs > 1 and len(train) > 1:
+        _measure_in_parallel(train, evaluate, cfg, jobs=jobs, out=out,
+                             done=lambda name, row: (rows.__setitem__(name, row),
+                                                     _write(run_dir, head, front_rows, rows)))
+    else:
+        for name, arch in train:
+            out(f"{name}: {arch.arch_id}, training {cfg.proxy.epochs} proxy epochs on {cfg.data.name} "
+                f"({data.input_size}×{data.input_size})")
+            rows[name] = _measure(name, arch, evaluate, cfg, out)
+            _write(run_dir, head, front_rows, rows)  # after every preset: an interruption keeps what is done
+    names = [*previous, *(name for name, _ in todo if name not in previous)]  # not the order they finished in
+    rows = {name: rows[name] for name in names if name in rows}
     doc = _write(run_dir, head, front_rows, rows)
     out(format_table(doc))
     if remeasure and cfg.latency.remeasure_front:
@@ -134,6 +160,49 @@ def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.st
 
         remeasure_run(run_dir, study, cfg, out=out)
     return doc
+
+
+def _measure_in_parallel(train: list[tuple[str, Arch]], evaluate: Any, cfg: Config, *, jobs: int,
+                         out: Callable[[str], None], done: Callable[[str, dict[str, Any]], Any]) -> None:
+    """Train ``train`` with at most ``jobs`` at once, each preset in a spawned process of its own; ``done(name,
+    row)`` as each finishes. A process that ends without a row (killed, out of memory) is that preset's failed row
+    with its exit code; the others go on. On an exception here (Ctrl-C) the running processes are terminated."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    pending = list(train)
+    running: dict[Any, tuple[str, Arch, Any]] = {}  # the receiving end of its pipe → (name, arch, process)
+    out(f"training {len(train)} preset(s), {min(jobs, len(train))} at a time ({cfg.proxy.epochs} proxy epochs on "
+        f"{cfg.data.name}): {', '.join(name for name, _ in train)}")
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                name, arch = pending.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_measure_apart, args=(send, name, arch, evaluate, cfg),
+                                   name=f"nas-compare-{name}")
+                proc.start()
+                send.close()
+                running[recv] = (name, arch, proc)
+            for recv in wait(list(running)):  # a row arrived, or the process ended without one (EOF)
+                name, arch, proc = running.pop(recv)
+                try:
+                    row = recv.recv()
+                except EOFError:
+                    row = None
+                recv.close()
+                proc.join()
+                if row is None:
+                    row = {"name": name, "arch_id": arch.arch_id, "arch_yaml": arch.to_yaml(), "status": "failed",
+                           "reason": f"the process training it ended with exit code {proc.exitcode} before it "
+                                     f"reported (killed, or out of memory)"}
+                out(f"{name}: done ({row['status']})")
+                done(name, row)
+    finally:
+        for _, _, proc in running.values():
+            proc.terminate()
+            proc.join()
 
 
 def _write(run_dir: Path, head: dict[str, Any], front_rows: list[dict[str, Any]],

@@ -113,3 +113,53 @@ def test_compare_rejects_an_unknown_preset_before_training(tiny, tmp_path, capsy
     err = capsys.readouterr().err
     assert "no-such-net" in err and "presets:" in err
     assert not (run / "compare.json").exists()
+
+
+def test_compare_jobs_trains_presets_at_once_with_the_same_numbers(tiny, tmp_path, capsys):
+    serial, parallel = copy_run(tiny, tmp_path / "serial"), copy_run(tiny, tmp_path / "parallel")
+    study, _ = open_run(parallel)
+    twin_trial = max(study.best_trials, key=lambda t: t.values[0])
+    twin = parallel / "pareto" / f"{twin_trial.user_attrs['arch_id']}.yaml"
+    presets = f"wrn-10-1,{twin},wrn-10-2"
+    assert main(["compare", str(serial), "--presets", presets, "--no-remeasure"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(parallel), "--presets", presets, "--no-remeasure", "--jobs", "2"]) == 0
+    assert "3 preset(s), 2 at a time" in capsys.readouterr().out
+    one, two = (json.loads((run / "compare.json").read_text())["presets"] for run in (serial, parallel))
+    assert [r["name"] for r in two] == [r["name"] for r in one] == presets.split(",")  # not the finishing order
+    assert all(r["status"] == "ok" for r in two), [r.get("reason") for r in two]
+    for a, b in zip(one, two):  # each number a function of (architecture, seed, threads), however many at once
+        assert (a["arch_id"], a["val_acc"], a["macs"], a["params"]) == (b["arch_id"], b["val_acc"], b["macs"],
+                                                                        b["params"])
+    mine = next(r for r in two if r["name"] == str(twin))
+    assert (mine["val_acc"], mine["macs"]) == (twin_trial.values[0], twin_trial.values[1])  # the search's own
+
+
+class DiesOn:
+    """An evaluation whose process ends abruptly on one architecture (a killed worker)."""
+
+    def __init__(self, arch_id: str) -> None:
+        self.arch_id = arch_id
+
+    def __call__(self, arch, report=None):
+        import os
+
+        if arch.arch_id == self.arch_id:
+            os._exit(3)
+        return {"val_acc": 0.5, "macs": 1.0, "params": 2.0, "latency_ms": 0.1}
+
+
+def test_a_dying_worker_is_a_failed_row_and_the_others_finish():
+    from search.config import parse_config
+    from search.results.compare import _measure_in_parallel
+    from space import get_preset
+
+    cfg = parse_config({})
+    archs = [(name, get_preset(name)) for name in ("wrn-10-1", "wrn-10-2", "wrn-16-1", "wrn-16-2")]
+    rows, lines = {}, []
+    _measure_in_parallel(archs, DiesOn(archs[1][1].arch_id), cfg, jobs=2, out=lines.append,
+                         done=rows.__setitem__)
+    assert set(rows) == {name for name, _ in archs}
+    assert rows["wrn-10-2"]["status"] == "failed" and "exit code 3" in rows["wrn-10-2"]["reason"]
+    assert [rows[name]["status"] for name in ("wrn-10-1", "wrn-16-1", "wrn-16-2")] == ["ok"] * 3
+    assert rows["wrn-16-2"]["val_acc"] == 0.5
