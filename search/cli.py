@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("retrain", help="train an architecture from scratch and report test accuracy",
                        description=retrain_cli.DESCRIPTION + " torchrun ... -m search.cli retrain ... works too.")
     retrain_cli.add_arguments(r)
-    r.set_defaults(func=cmd_retrain, bad_input=(ValueError,))
+    r.set_defaults(func=cmd_retrain, bad_input=(ValueError,),
+                   interrupted="; the same command with --resume continues from the last epoch's checkpoint")
 
     pr = sub.add_parser("prune", help="compress a retrained network to a MACs/params target and fine-tune it",
                         description=prune_cli.DESCRIPTION)
@@ -346,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="presets trained at once, each in its own process with --threads threads (default 1)")
     cp.add_argument("--no-remeasure", dest="remeasure", action="store_false",
                     help="do not time the front and the presets again together afterwards (front_latency.csv)")
-    cp.set_defaults(func=cmd_compare, bad_input=(ValueError,))
+    cp.set_defaults(func=cmd_compare, bad_input=(ValueError,),
+                    interrupted="; the presets finished so far are in compare.json: the same command trains the rest")
 
     bs = sub.add_parser("bench-space", help="repeated searches on a tabular benchmark: best accuracy, hypervolume, "
                                             "orchestration overhead")
@@ -400,8 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nas: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         return _failure(exc, args, argv)
-    except KeyboardInterrupt:
-        print("nas: interrupted; resume with --resume", file=sys.stderr)
+    except KeyboardInterrupt:  # `nas search` says how to resume itself; the others what is kept
+        print(f"nas: interrupted{getattr(args, 'interrupted', '')}", file=sys.stderr)
         return 130
     except Exception as exc:
         return _failure(exc, args, argv)

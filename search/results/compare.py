@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -99,10 +101,19 @@ def _measure_apart(conn: Any, name: str, arch: Arch, evaluate: Any, cfg: Config)
     go straight to this process's stdout."""
     try:
         conn.send(_measure(name, arch, evaluate, cfg, lambda s: print(s, flush=True)))
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
-        pass
     finally:
         conn.close()
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked meanwhile (not ignored: one that arrives is delivered when this ends). A process started
+    meanwhile inherits the blocked mask through fork and exec, so it never sees the terminal's Ctrl-C."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.storages.BaseStorage | None = None,
@@ -182,7 +193,8 @@ def _measure_in_parallel(train: list[tuple[str, Arch]], evaluate: Any, cfg: Conf
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_measure_apart, args=(send, name, arch, evaluate, cfg),
                                    name=f"nas-compare-{name}")
-                proc.start()
+                with _sigint_blocked():  # the child inherits the mask: a Ctrl-C is this process's (it ends them)
+                    proc.start()
                 send.close()
                 running[recv] = (name, arch, proc)
             for recv in wait(list(running)):  # a row arrived, or the process ended without one (EOF)

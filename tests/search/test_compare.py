@@ -13,7 +13,7 @@ from search.pareto import dominates
 from search.results.compare import format_table, to_minimise
 from search.results.report import build_report
 
-from ._tiny_run import copy_run, tiny_run
+from ._tiny_run import ROOT, copy_run, tiny_run
 
 OBJ = ["val_acc", "macs", "latency_ms"]
 
@@ -163,3 +163,43 @@ def test_a_dying_worker_is_a_failed_row_and_the_others_finish():
     assert rows["wrn-10-2"]["status"] == "failed" and "exit code 3" in rows["wrn-10-2"]["reason"]
     assert [rows[name]["status"] for name in ("wrn-10-1", "wrn-16-1", "wrn-16-2")] == ["ok"] * 3
     assert rows["wrn-16-2"]["val_acc"] == 0.5
+
+
+def test_ctrl_c_keeps_finished_presets_and_ends_the_training_processes(tiny, tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group: `nas compare --jobs 2` exits 130 with one line saying
+    what is kept, no training process outlives it, and the same command then trains only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    run = copy_run(tiny, tmp_path)
+    cmd = [sys.executable, "-m", "search.cli", "compare", str(run), "--presets", "wrn-10-1,wrn-16-4,wrn-16-2",
+           "--jobs", "2", "--no-remeasure"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = []
+    for line in proc.stdout:  # wrn-10-1 is the smallest: it finishes first, wrn-16-2 starts then
+        lines.append(line)
+        if line.startswith("wrn-10-1: done (ok)"):
+            break
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "".join(lines)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("nas: interrupted; the presets finished so far are in compare.json: the "
+                                            "same command trains the rest")
+    assert "Traceback" not in err  # the training processes ignore SIGINT: only the driver reports it
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive
+    kept = json.loads((run / "compare.json").read_text())["presets"]
+    assert "wrn-10-1" in [r["name"] for r in kept] and "wrn-16-2" not in [r["name"] for r in kept]
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "wrn-10-1: reusing the earlier measurement" in again.stdout
+    assert [r["name"] for r in json.loads((run / "compare.json").read_text())["presets"]] == \
+        ["wrn-10-1", "wrn-16-4", "wrn-16-2"]
