@@ -16,7 +16,10 @@ size, validation split and seed), single-threaded and seeded, so on the CPU each
   every epoch. ``epoch1`` is the value at the first epoch, the one MO-ASHA's first rung reads (grace period 1);
   ``final`` the value at the last epoch, what a trial that survives every rung reports;
 - **long**: the same evaluation with ``--long-factor`` × ``proxy.epochs`` epochs (default 10×; its cosine spans
-  the whole long budget): the ranking the cheap signals are judged against.
+  the whole long budget): the ranking the cheap signals are judged against;
+- **other proxy budgets** (``--proxy-epochs 9``, optional): the search's evaluation with ``proxy.epochs = k`` (its
+  cosine over k epochs), signal ``final@k``: what a search with a longer final rung would read. Added to an existing
+  table without retraining anything else.
 
 The table prints, per cheap signal, Kendall's τ-b (``scipy.stats.kendalltau``) and Spearman's ρ with the long
 training's final validation accuracy. A network whose training diverged (non-finite loss) keeps ``None`` there
@@ -137,12 +140,31 @@ def measure(arch_yaml: str, config: str, long_factor: int, data_dir: str | None)
     return row
 
 
+def measure_budget(arch_yaml: str, config: str, epochs: int, data_dir: str | None) -> dict[str, Any]:
+    """The search's evaluation of one architecture with ``proxy.epochs = epochs`` (run in a worker process)."""
+    import warnings
+
+    import torch
+
+    from search.evaluation import ArchEvaluation
+    from space import Arch
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    arch = Arch.from_yaml(arch_yaml)
+    curve, _, seconds, error = _curve(ArchEvaluation(bench_config(Path(config), epochs=epochs, data_dir=data_dir),
+                                                     threads=1), arch)
+    return {"arch_id": arch.arch_id, "epochs": epochs, "curve": curve, "seconds": round(seconds, 2), "error": error}
+
+
 def signal_values(row: dict[str, Any]) -> dict[str, float | None]:
     """``{signal: value}`` of one row (None where undefined: a diverged run, naswot without ReLUs, a NaN)."""
     curve = row.get("proxy_curve")
     out: dict[str, float | None] = {"epoch1": curve[0] if curve else None, "final": curve[-1] if curve else None}
     for k in (*PROXIES, "macs", "params"):
         out[k] = row.get(k)
+    for k, budget in sorted((row.get("budgets") or {}).items(), key=lambda kv: int(kv[0])):
+        out[f"final@{k}"] = budget["curve"][-1] if budget.get("curve") else None
     return out
 
 
@@ -152,8 +174,9 @@ def fidelity(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     from scipy import stats
 
     out: dict[str, dict[str, float]] = {}
-    for name in SIGNALS:
-        pairs = [(signal_values(r)[name], r["long_curve"][-1]) for r in rows if r.get("long_curve")]
+    budgets = sorted({int(k) for r in rows for k in (r.get("budgets") or {})})
+    for name in (*SIGNALS[:2], *(f"final@{k}" for k in budgets), *SIGNALS[2:]):
+        pairs = [(signal_values(r).get(name), r["long_curve"][-1]) for r in rows if r.get("long_curve")]
         pairs = [(s, t) for s, t in pairs if s is not None]
         if len(pairs) < 3:
             out[name] = {"kendall": float("nan"), "spearman": float("nan"), "n": len(pairs)}
@@ -186,9 +209,10 @@ def long_epoch_fidelity(rows: list[dict[str, Any]], epochs: list[int]) -> dict[i
 
 
 def rebuild_command(args: argparse.Namespace) -> str:
+    budgets = f" --proxy-epochs {' '.join(map(str, args.proxy_epochs))}" if args.proxy_epochs else ""
     return (f".venv/bin/python bench/rank_fidelity.py --config {os.path.relpath(args.config, ROOT)} --archs "
-            f"{args.archs} --sample-seed {args.sample_seed} --long-factor {args.long_factor} --jobs {args.jobs} "
-            f"--out {os.path.relpath(args.out, ROOT)}")
+            f"{args.archs} --sample-seed {args.sample_seed} --long-factor {args.long_factor}{budgets} --jobs "
+            f"{args.jobs} --out {os.path.relpath(args.out, ROOT)}")
 
 
 def header(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
@@ -254,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--archs", type=int, default=12, help="random architectures of the space (default 12)")
     ap.add_argument("--sample-seed", type=int, default=0, help="seed of the random sampler drawing them")
     ap.add_argument("--long-factor", type=int, default=10, help="long training = this × proxy.epochs (default 10)")
+    ap.add_argument("--proxy-epochs", type=int, nargs="+", default=[], metavar="K",
+                    help="also the search's evaluation at these proxy budgets (signal final@K)")
     ap.add_argument("--jobs", type=int, default=1, help="processes, one thread each (default 1)")
     ap.add_argument("--data-dir", default=None, help="where the config's data set lives (default: the config's)")
     ap.add_argument("--out", type=Path, default=TABLE)
@@ -262,30 +288,55 @@ def main(argv: list[str] | None = None) -> int:
     for flag, v, low in (("--archs", args.archs, 3), ("--long-factor", args.long_factor, 2), ("--jobs", args.jobs, 1)):
         if v < low:
             ap.error(f"{flag}: must be >= {low}, got {v}")
+    if any(k < 1 for k in args.proxy_epochs):
+        ap.error(f"--proxy-epochs: every budget must be >= 1, got {args.proxy_epochs}")
     args.config, args.out = args.config.resolve(), args.out.resolve()
     cfg = bench_config(args.config, data_dir=args.data_dir)
     head = header(args, cfg)
     rows = load_existing(args.out, head)
     done = {r["arch_id"] for r in rows}
-    todo = [a for a in sample_archs(cfg, args.archs, seed=args.sample_seed) if a.arch_id not in done]
+    sampled = sample_archs(cfg, args.archs, seed=args.sample_seed)
+    todo = [a for a in sampled if a.arch_id not in done]
     print(f"{len(rows)} row(s) in {args.out.name}; {len(todo)} to train ({cfg.proxy.epochs} + "
           f"{args.long_factor * cfg.proxy.epochs} epochs each, {args.jobs} job(s))", flush=True)
-    work = [(a.to_yaml(), str(args.config), args.long_factor, args.data_dir) for a in todo]
-    if args.jobs > 1 and len(work) > 1:
+    by_id = {r["arch_id"]: r for r in rows}
+    extra = [(k, a.arch_id) for k in args.proxy_epochs for a in sampled
+             if str(k) not in (by_id.get(a.arch_id, {}).get("budgets") or {})]
+    if extra:
+        print(f"{len(extra)} training(s) at other proxy budgets ({', '.join(map(str, args.proxy_epochs))} epochs)",
+              flush=True)
+    early: dict[str, dict[str, Any]] = {}  # budgets of rows not written yet (the results come in any order)
+    tasks = [(measure, (a.to_yaml(), str(args.config), args.long_factor, args.data_dir)) for a in todo]
+    arch_yaml = {a.arch_id: a.to_yaml() for a in todo} | {r["arch_id"]: r["arch_yaml"] for r in rows}
+    tasks += [(measure_budget, (arch_yaml[i], str(args.config), k, args.data_dir)) for k, i in extra]
+    if args.jobs > 1 and len(tasks) > 1:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(min(args.jobs, len(work)))
-        results = pool.imap_unordered(_measure_star, work)
+        pool = mp.get_context("spawn").Pool(min(args.jobs, len(tasks)))
+        results = pool.imap_unordered(_call, tasks)
     else:
-        pool, results = None, map(_measure_star, work)
+        pool, results = None, map(_call, tasks)
+    show = lambda c: "diverged" if not c else f"{c[-1]:.3f}"  # noqa: E731
     try:
-        for row in results:
-            rows.append(row)
+        for result in results:
+            if "epochs" in result:  # another proxy budget of a row
+                budget = {k: result[k] for k in ("curve", "seconds", "error")}
+                if result["arch_id"] in by_id:
+                    by_id[result["arch_id"]].setdefault("budgets", {})[str(result["epochs"])] = budget
+                    write(args.out, head, rows)
+                else:
+                    early.setdefault(result["arch_id"], {})[str(result["epochs"])] = budget
+                print(f"      {result['arch_id']}  proxy {result['epochs']} epochs {show(result['curve'])} "
+                      f"({result['seconds']:.0f}s)", flush=True)
+                continue
+            if result["arch_id"] in early:
+                result["budgets"] = early.pop(result["arch_id"])
+            rows.append(result)
+            by_id[result["arch_id"]] = result
             write(args.out, head, rows)
-            curve, long = row["proxy_curve"], row["long_curve"]
-            show = lambda c: "diverged" if not c else f"{c[-1]:.3f}"  # noqa: E731
-            print(f"[{len(rows):>3}/{args.archs}] {row['arch_id']}  proxy {show(curve)} ({row['proxy_seconds']:.0f}s)"
-                  f"  long {show(long)} ({row['long_seconds']:.0f}s)", flush=True)
+            print(f"[{len(rows):>3}/{args.archs}] {result['arch_id']}  proxy {show(result['proxy_curve'])} "
+                  f"({result['proxy_seconds']:.0f}s)  long {show(result['long_curve'])} "
+                  f"({result['long_seconds']:.0f}s)", flush=True)
     finally:
         if pool is not None:
             pool.terminate()
@@ -295,8 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _measure_star(args: tuple) -> dict[str, Any]:
-    return measure(*args)
+def _call(task: tuple) -> dict[str, Any]:
+    fn, args = task
+    return fn(*args)
 
 
 if __name__ == "__main__":

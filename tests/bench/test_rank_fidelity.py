@@ -74,6 +74,25 @@ def test_curves_are_the_configs_training_and_rerun_resumes(tmp_path, capsys):
     more = tmp_path / "more.yaml"
     more.write_text(QUICKSTART.read_text().replace("n_trials: 16", "n_trials: 99"))
     assert bench.main(["--config", str(more), "--archs", "4", "--long-factor", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+
+    # another proxy budget (its own cosine over 2 epochs) is added to every row, nothing else is retrained
+    before = json.loads(out.read_text())["rows"]
+    assert bench.main(["--config", str(QUICKSTART), "--archs", "4", "--long-factor", "2", "--proxy-epochs", "2",
+                       "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 row(s) in rf.json; 0 to train" in printed and "4 training(s) at other proxy budgets (2 epochs)" in printed
+    assert "\nfinal@2 " in printed
+    after = json.loads(out.read_text())["rows"]
+    for old, new in zip(before, after):
+        assert {k: v for k, v in new.items() if k != "budgets"} == old and len(new["budgets"]["2"]["curve"]) == 2
+    two = AccuracyEvaluator(data=data, epochs=2, batch_size=32, lr=0.1, val_fraction=0.2, seed=0, threads=1)
+    assert two.evaluate(arch)["val_acc"] == after[1]["budgets"]["2"]["curve"][-1]
+    res = bench.fidelity(after)
+    assert res["final@2"]["n"] == 4
+    assert bench.main(["--config", str(QUICKSTART), "--archs", "4", "--long-factor", "2", "--proxy-epochs", "2",
+                       "--out", str(out)]) == 0
+    assert "other proxy budgets" not in capsys.readouterr().out  # already there: nothing to train
 
 
 def test_long_epoch_fidelity_matches_hand_counted_pairs():
