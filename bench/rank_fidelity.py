@@ -21,8 +21,9 @@ size, validation split and seed), single-threaded and seeded, so on the CPU each
   cosine over k epochs), signal ``final@k``: what a search with a longer final rung would read. Added to an existing
   table without retraining anything else.
 
-The table prints, per cheap signal, Kendall's τ-b (``scipy.stats.kendalltau``) and Spearman's ρ with the long
-training's final validation accuracy. A network whose training diverged (non-finite loss) keeps ``None`` there
+The table prints, per cheap signal, Kendall's τ-b (``scipy.stats.kendalltau``), its 90% bootstrap interval
+(2,000 resamples of the architectures, seeded) and Spearman's ρ with the long training's final validation accuracy.
+A network whose training diverged (non-finite loss) keeps ``None`` there
 and is left out. Resumable: the file is rewritten (atomically) after every architecture, a rerun trains only the
 architectures not in it, and a rerun with other settings stops with a one-line error.
 """
@@ -168,22 +169,46 @@ def signal_values(row: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def fidelity(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """``{signal: {"kendall", "spearman", "n"}}`` against the long training's final validation accuracy; a row
-    enters a signal's line only where both are defined."""
+BOOTSTRAP = 2000
+"""Resamples (of the architectures, with replacement) behind each τ's 90% interval."""
+
+
+def tau_interval(s: Any, t: Any, *, resamples: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """The 5th and 95th percentiles of Kendall's τ-b over bootstrap resamples of the pairs ``(s_i, t_i)`` (seeded;
+    resamples where τ is undefined, e.g. all values tied, are dropped): how far 12 architectures pin τ down."""
+    import numpy as np
     from scipy import stats
 
-    out: dict[str, dict[str, float]] = {}
+    s, t = np.asarray(s, dtype=float), np.asarray(t, dtype=float)
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(s), len(s))
+        tau = stats.kendalltau(s[i], t[i]).statistic
+        if tau == tau:
+            taus.append(tau)
+    lo, hi = np.percentile(taus, [5, 95]) if taus else (float("nan"), float("nan"))
+    return float(lo), float(hi)
+
+
+def fidelity(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{signal: {"kendall", "spearman", "n", "kendall_90"}}`` against the long training's final validation accuracy
+    (``kendall_90``: :func:`tau_interval`); a row enters a signal's line only where both are defined."""
+    from scipy import stats
+
+    out: dict[str, dict[str, Any]] = {}
     budgets = sorted({int(k) for r in rows for k in (r.get("budgets") or {})})
     for name in (*SIGNALS[:2], *(f"final@{k}" for k in budgets), *SIGNALS[2:]):
         pairs = [(signal_values(r).get(name), r["long_curve"][-1]) for r in rows if r.get("long_curve")]
         pairs = [(s, t) for s, t in pairs if s is not None]
         if len(pairs) < 3:
-            out[name] = {"kendall": float("nan"), "spearman": float("nan"), "n": len(pairs)}
+            out[name] = {"kendall": float("nan"), "spearman": float("nan"), "n": len(pairs),
+                         "kendall_90": [float("nan")] * 2}
             continue
         s, t = zip(*pairs)
         out[name] = {"kendall": float(stats.kendalltau(s, t).statistic),
-                     "spearman": float(stats.spearmanr(s, t).statistic), "n": len(pairs)}
+                     "spearman": float(stats.spearmanr(s, t).statistic), "n": len(pairs),
+                     "kendall_90": list(tau_interval(s, t))}
     return out
 
 
@@ -260,9 +285,10 @@ def print_table(rows: list[dict[str, Any]], head: dict[str, Any], out: Any = pri
     done = [r for r in rows if r.get("long_curve")]
     out(f"{len(done)} architecture(s) with a long training ({head['long_epochs']} epochs) against their cheap "
         f"signals (proxy {head['proxy_epochs']} epochs; {len(rows) - len(done)} without)")
-    out(f"{'signal':<10} {'kendall τ':>9} {'spearman ρ':>10} {'n':>4}")
+    out(f"{'signal':<10} {'kendall τ':>9} {'τ 90% (bootstrap)':>18} {'spearman ρ':>10} {'n':>4}")
     for name, r in res.items():
-        out(f"{name:<10} {r['kendall']:>9.3f} {r['spearman']:>10.3f} {r['n']:>4}")
+        lo, hi = r["kendall_90"]
+        out(f"{name:<10} {r['kendall']:>9.3f} {f'[{lo:.2f}, {hi:.2f}]':>18} {r['spearman']:>10.3f} {r['n']:>4}")
     long_epochs = head["long_epochs"]
     marks = sorted({k for k in (1, head["proxy_epochs"], 3 * head["proxy_epochs"], long_epochs // 2) if
                     1 <= k < long_epochs})

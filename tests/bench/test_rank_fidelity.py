@@ -28,6 +28,11 @@ def test_fidelity_matches_hand_counted_pairs():
     assert res["epoch1"]["kendall"] == pytest.approx(1.0)  # 0, 0.1, … rises with the long accuracy
     assert res["synflow"]["kendall"] == pytest.approx(1.0) and res["macs"]["kendall"] == pytest.approx(-1.0)
     assert res["snip"]["n"] == 1 and res["snip"]["kendall"] != res["snip"]["kendall"]  # NaN
+    # every resample of a perfectly (anti-)concordant signal is too: the interval is one point
+    assert res["epoch1"]["kendall_90"] == pytest.approx([1.0, 1.0])
+    assert res["macs"]["kendall_90"] == pytest.approx([-1.0, -1.0])
+    lo, hi = res["final"]["kendall_90"]
+    assert -1.0 <= lo < 0.6 < hi <= 1.0 and bench.fidelity(rows)["final"]["kendall_90"] == [lo, hi]  # seeded
 
 
 def test_curves_are_the_configs_training_and_rerun_resumes(tmp_path, capsys):
