@@ -106,14 +106,23 @@ def _measure_apart(conn: Any, name: str, arch: Arch, evaluate: Any, cfg: Config)
 
 
 @contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """SIGINT blocked meanwhile (not ignored: one that arrives is delivered when this ends). A process started
-    meanwhile inherits the blocked mask through fork and exec, so it never sees the terminal's Ctrl-C."""
+def _sigint_deferred() -> Iterator[None]:
+    """A Ctrl-C meanwhile is held back and raised (as the handler before would) when this ends. SIGINT is blocked
+    in this thread, so a process started meanwhile inherits the mask through fork and exec and never sees the
+    terminal's Ctrl-C; and it is only noted should another thread of this process take it."""
+    noted: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending is delivered now, and noted
+        signal.signal(signal.SIGINT, before)
+        if noted:
+            if callable(before):
+                before(signal.SIGINT, None)
+            elif before != signal.SIG_IGN:
+                raise KeyboardInterrupt
 
 
 def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.storages.BaseStorage | None = None,
@@ -160,8 +169,10 @@ def compare_presets(run_dir: Path, presets: Sequence[str], *, storage: optuna.st
         for name, arch in train:
             out(f"{name}: {arch.arch_id}, training {cfg.proxy.epochs} proxy epochs on {cfg.data.name} "
                 f"({data.input_size}×{data.input_size})")
-            rows[name] = _measure(name, arch, evaluate, cfg, out)
-            _write(run_dir, head, front_rows, rows)  # after every preset: an interruption keeps what is done
+            row = _measure(name, arch, evaluate, cfg, out)
+            with _sigint_deferred():  # after every preset: an interruption keeps what is done
+                rows[name] = row
+                _write(run_dir, head, front_rows, rows)
     names = [*previous, *(name for name, _ in todo if name not in previous)]  # not the order they finished in
     rows = {name: rows[name] for name in names if name in rows}
     doc = _write(run_dir, head, front_rows, rows)
@@ -189,28 +200,30 @@ def _measure_in_parallel(train: list[tuple[str, Arch]], evaluate: Any, cfg: Conf
     try:
         while pending or running:
             while pending and len(running) < jobs:
-                name, arch = pending.pop(0)
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_measure_apart, args=(send, name, arch, evaluate, cfg),
-                                   name=f"nas-compare-{name}")
-                with _sigint_blocked():  # the child inherits the mask: a Ctrl-C is this process's (it ends them)
+                with _sigint_deferred():  # started and registered as one step: a Ctrl-C then ends it too
+                    name, arch = pending.pop(0)
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=_measure_apart, args=(send, name, arch, evaluate, cfg),
+                                       name=f"nas-compare-{name}")
                     proc.start()
-                send.close()
-                running[recv] = (name, arch, proc)
+                    send.close()
+                    running[recv] = (name, arch, proc)
             for recv in wait(list(running)):  # a row arrived, or the process ended without one (EOF)
-                name, arch, proc = running.pop(recv)
-                try:
-                    row = recv.recv()
-                except EOFError:
-                    row = None
-                recv.close()
-                proc.join()
-                if row is None:
-                    row = {"name": name, "arch_id": arch.arch_id, "arch_yaml": arch.to_yaml(), "status": "failed",
-                           "reason": f"the process training it ended with exit code {proc.exitcode} before it "
-                                     f"reported (killed, or out of memory)"}
-                out(f"{name}: done ({row['status']})")
-                done(name, row)
+                with _sigint_deferred():  # a finished preset is kept before a Ctrl-C is acted on
+                    name, arch, proc = running.pop(recv)
+                    try:
+                        row = recv.recv()
+                    except EOFError:
+                        row = None
+                    recv.close()
+                    proc.join()
+                    if row is None:
+                        row = {"name": name, "arch_id": arch.arch_id, "arch_yaml": arch.to_yaml(),
+                               "status": "failed", "reason": f"the process training it ended with exit code "
+                                                             f"{proc.exitcode} before it reported (killed, or out "
+                                                             f"of memory)"}
+                    done(name, row)
+                    out(f"{name}: done ({row['status']})")
     finally:
         for _, _, proc in running.values():
             proc.terminate()

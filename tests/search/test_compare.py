@@ -165,6 +165,80 @@ def test_a_dying_worker_is_a_failed_row_and_the_others_finish():
     assert rows["wrn-16-2"]["val_acc"] == 0.5
 
 
+class Sleeps:
+    """An evaluation that takes a minute (a preset still training), or returns at once for ``quick``."""
+
+    def __init__(self, quick: str) -> None:
+        self.quick = quick
+
+    def __call__(self, arch, report=None):
+        import time
+
+        if arch.arch_id != self.quick:
+            time.sleep(60)
+        return {"val_acc": 0.5, "macs": 1.0, "params": 2.0, "latency_ms": 0.1}
+
+
+def _ctrl_c() -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_while_a_preset_starts_ends_that_process_too(monkeypatch):
+    """A Ctrl-C that arrives while a training process is being started is handled once it is registered: the
+    driver ends it with the others (it used to be left training on its own, and died on a broken pipe)."""
+    import multiprocessing.context as mpc
+
+    from search.config import parse_config
+    from search.results.compare import _measure_in_parallel
+    from space import get_preset
+
+    started = []
+    real_start = mpc.SpawnProcess.start
+
+    def start_then_ctrl_c(self):
+        real_start(self)
+        started.append(self)
+        if len(started) == 2:
+            _ctrl_c()
+
+    monkeypatch.setattr(mpc.SpawnProcess, "start", start_then_ctrl_c)
+    archs = [(name, get_preset(name)) for name in ("wrn-10-1", "wrn-10-2", "wrn-16-1")]
+    rows = {}
+    with pytest.raises(KeyboardInterrupt):
+        _measure_in_parallel(archs, Sleeps(quick=""), parse_config({}), jobs=2, out=lambda s: None,
+                             done=rows.__setitem__)
+    assert len(started) == 2 and not rows
+    for p in started:
+        p.join(timeout=30)
+    assert [p.is_alive() for p in started] == [False, False]
+
+
+def test_ctrl_c_while_a_finished_preset_is_recorded_keeps_it():
+    """A Ctrl-C that arrives while a finished preset's row is being written waits until it is written."""
+    import time
+
+    from search.config import parse_config
+    from search.results.compare import _measure_in_parallel
+    from space import get_preset
+
+    archs = [(name, get_preset(name)) for name in ("wrn-10-1", "wrn-10-2")]
+    rows, lines = {}, []
+
+    def record(name, row):  # Ctrl-C lands here; the row must still be kept (a preset's minutes of training)
+        _ctrl_c()
+        time.sleep(0.2)
+        rows[name] = row
+
+    with pytest.raises(KeyboardInterrupt):
+        _measure_in_parallel(archs, Sleeps(quick=archs[0][1].arch_id), parse_config({}), jobs=2,
+                             out=lines.append, done=record)
+    assert list(rows) == ["wrn-10-1"] and rows["wrn-10-1"]["status"] == "ok"
+    assert lines[-1] == "wrn-10-1: done (ok)"  # said after it is kept
+
+
 def test_ctrl_c_keeps_finished_presets_and_ends_the_training_processes(tiny, tmp_path):
     """Ctrl-C in a terminal reaches the whole process group: `nas compare --jobs 2` exits 130 with one line saying
     what is kept, no training process outlives it, and the same command then trains only the rest."""
@@ -195,6 +269,14 @@ def test_ctrl_c_keeps_finished_presets_and_ends_the_training_processes(tiny, tmp
     assert "Traceback" not in err  # the training processes ignore SIGINT: only the driver reports it
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive
+    session = []  # nor one started as Ctrl-C came (the command runs in a session of its own)
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == proc.pid:
+                session.append(p)
+        except (ProcessLookupError, PermissionError):
+            pass
+    assert not psutil.wait_procs(session, timeout=30)[1]
     kept = json.loads((run / "compare.json").read_text())["presets"]
     assert "wrn-10-1" in [r["name"] for r in kept] and "wrn-16-2" not in [r["name"] for r in kept]
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
