@@ -212,18 +212,28 @@ def fidelity(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def long_epoch_fidelity(rows: list[dict[str, Any]], epochs: list[int]) -> dict[int, dict[str, float]]:
+def long_epoch_fidelity(rows: list[dict[str, Any]], epochs: list[int], *,
+                        budget: int | None = None) -> dict[int, dict[str, float]]:
     """``{k: {"kendall", "spearman", "n"}}``: the long training's own validation accuracy after epoch ``k`` against
     its end. A diagnostic of how long a proxy must train for its ranking to hold; it is not a k-epoch proxy (that
     one's cosine ends at epoch k, the long run's is still at a high learning rate there), so it reads as a lower
-    bound on what a k-epoch proxy would give only where the long curves do not cross late."""
+    bound on what a k-epoch proxy would give only where the long curves do not cross late.
+
+    With ``budget``: the ``budget``-epoch proxy's own accuracy after epoch ``k`` (its cosine spans ``budget``
+    epochs) against the long training's end — what an early-stopping rung at epoch ``k`` reads in a search whose
+    proxy trains ``budget`` epochs. Rows without a complete curve of that budget are left out."""
     from scipy import stats
 
     out: dict[int, dict[str, float]] = {}
-    curves = [r["long_curve"] for r in rows if r.get("long_curve")]
-    curves = [c for c in curves if len(c) == max(map(len, curves))]  # complete long trainings only
+    done = [r for r in rows if r.get("long_curve")]
+    done = [r for r in done if len(r["long_curve"]) == max(len(r["long_curve"]) for r in done)]  # complete ones
+    if budget is None:
+        pairs_of = [(r["long_curve"], r["long_curve"][-1]) for r in done]
+    else:
+        curves = [(((r.get("budgets") or {}).get(str(budget)) or {}).get("curve"), r["long_curve"][-1]) for r in done]
+        pairs_of = [(c, end) for c, end in curves if c and len(c) == budget]
     for k in epochs:
-        pairs = [(c[k - 1], c[-1]) for c in curves]
+        pairs = [(c[k - 1], end) for c, end in pairs_of]
         if len(pairs) < 3:
             out[k] = {"kendall": float("nan"), "spearman": float("nan"), "n": len(pairs)}
             continue
@@ -231,6 +241,10 @@ def long_epoch_fidelity(rows: list[dict[str, Any]], epochs: list[int]) -> dict[i
         out[k] = {"kendall": float(stats.kendalltau(s, t).statistic),
                   "spearman": float(stats.spearmanr(s, t).statistic), "n": len(pairs)}
     return out
+
+
+RUNGS = (1, 3, 9, 27, 81)
+"""MO-ASHA's rungs at the config's grace period 1 and η = 3: the epochs at which a search stops trials early."""
 
 
 def rebuild_command(args: argparse.Namespace) -> str:
@@ -295,6 +309,13 @@ def print_table(rows: list[dict[str, Any]], head: dict[str, Any], out: Any = pri
     out(f"the long training's own epoch k against its end (a diagnostic: its cosine spans all {long_epochs} epochs)")
     for k, r in long_epoch_fidelity(rows, marks).items():
         out(f"{'epoch ' + str(k):<10} {r['kendall']:>9.3f} {r['spearman']:>10.3f} {r['n']:>4}")
+    budgets = sorted({int(k) for r in rows for k in (r.get("budgets") or {})})
+    if budgets:
+        out("each longer proxy's own epoch k against the long end (what MO-ASHA's rung at epoch k reads in a search "
+            "with that proxy)")
+    for budget in budgets:
+        for k, r in long_epoch_fidelity(rows, [k for k in RUNGS if k < budget], budget=budget).items():
+            out(f"{f'{k}/{budget}':<10} {r['kendall']:>9.3f} {r['spearman']:>10.3f} {r['n']:>4}")
     return res
 
 

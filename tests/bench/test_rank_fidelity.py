@@ -111,3 +111,17 @@ def test_long_epoch_fidelity_matches_hand_counted_pairs():
     # epoch 2 ranks b < d < a < c: discordant (a,b) (a,d) (c,d) → τ = 0; the incomplete curve [0.9] is left out
     assert res[2]["kendall"] == pytest.approx(0.0) and res[2]["n"] == 4
     assert res[3]["kendall"] == pytest.approx(1.0) and res[1]["n"] == res[3]["n"] == 4
+
+
+def test_a_longer_proxys_own_epochs_match_hand_counted_pairs():
+    """``budget=K``: the K-epoch proxy's own epoch k (a rung) against the long end; rows without that budget, or
+    with an incomplete curve of it, are left out."""
+    bench = load_bench("rank_fidelity")
+    ends = {"a": 0.50, "b": 0.60, "c": 0.70, "d": 0.80}  # the long ends rank a < b < c < d
+    proxy = {"a": [0.3, 0.1, 0.2], "b": [0.1, 0.2, 0.3], "c": [0.2, 0.3, 0.4], "d": [0.4, 0.4, 0.5]}
+    rows = [{"long_curve": [0.0, ends[n]], "budgets": {"3": {"curve": proxy[n]}}} for n in ends]
+    rows += [{"long_curve": [0.0, 0.9]}, {"long_curve": [0.0, 0.95], "budgets": {"3": {"curve": [0.5]}}}]
+    res = bench.long_epoch_fidelity(rows, [1, 2], budget=3)
+    # epoch 1 ranks b < c < a < d: discordant (a,b) (a,c) → τ = (4 − 2)/6; Σd² = 4+1+1 = 6 → ρ = 1 − 36/60
+    assert res[1]["kendall"] == pytest.approx(2 / 6) and res[1]["spearman"] == pytest.approx(0.4)
+    assert res[2]["kendall"] == pytest.approx(1.0) and res[2]["n"] == res[1]["n"] == 4  # epoch 2: a < b < c < d
