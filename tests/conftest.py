@@ -25,6 +25,18 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _sigint_handler_restored():
+    """Each test starts with this process's SIGINT handler and leaves it so: ``search.cli.main`` run in-process
+    installs the CLI's (search/interrupt.py), whose first Ctrl-C arms a watchdog that ends the process 60 s later,
+    which a later test that sends itself a Ctrl-C must not trigger."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture
 def cifar_dir() -> Path:
     """The shared CIFAR-10 subset; the test fails (not skips) when it is missing: CI must have it."""

@@ -186,6 +186,14 @@ def _ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def _no_watchdog() -> bool:
+    """No Ctrl-C watchdog of the CLI (search/interrupt.py) armed in this process: one would end pytest 60 s later
+    (a test that ran ``main`` in-process once left the CLI's handler installed; tests/conftest.py restores it)."""
+    import threading
+
+    return "nas-interrupt-watchdog" not in [t.name for t in threading.enumerate()]
+
+
 def test_ctrl_c_while_a_preset_starts_ends_that_process_too(monkeypatch):
     """A Ctrl-C that arrives while a training process is being started is handled once it is registered: the
     driver ends it with the others (it used to be left training on its own, and died on a broken pipe)."""
@@ -210,6 +218,7 @@ def test_ctrl_c_while_a_preset_starts_ends_that_process_too(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _measure_in_parallel(archs, Sleeps(quick=""), parse_config({}), jobs=2, out=lambda s: None,
                              done=rows.__setitem__)
+    assert _no_watchdog()
     assert len(started) == 2 and not rows
     for p in started:
         p.join(timeout=30)
@@ -235,6 +244,7 @@ def test_ctrl_c_while_a_finished_preset_is_recorded_keeps_it():
     with pytest.raises(KeyboardInterrupt):
         _measure_in_parallel(archs, Sleeps(quick=archs[0][1].arch_id), parse_config({}), jobs=2,
                              out=lines.append, done=record)
+    assert _no_watchdog()
     assert list(rows) == ["wrn-10-1"] and rows["wrn-10-1"]["status"] == "ok"
     assert lines[-1] == "wrn-10-1: done (ok)"  # said after it is kept
 
