@@ -186,6 +186,14 @@ def _ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def _python_sigint() -> None:
+    """Python's own SIGINT handler for this test (tests/conftest.py restores the one before): pytest started in the
+    background by a shell without job control inherits SIGINT ignored, and Python then installs none."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _no_watchdog() -> bool:
     """No Ctrl-C watchdog of the CLI (search/interrupt.py) armed in this process: one would end pytest 60 s later
     (a test that ran ``main`` in-process once left the CLI's handler installed; tests/conftest.py restores it)."""
@@ -213,6 +221,7 @@ def test_ctrl_c_while_a_preset_starts_ends_that_process_too(monkeypatch):
             _ctrl_c()
 
     monkeypatch.setattr(mpc.SpawnProcess, "start", start_then_ctrl_c)
+    _python_sigint()
     archs = [(name, get_preset(name)) for name in ("wrn-10-1", "wrn-10-2", "wrn-16-1")]
     rows = {}
     with pytest.raises(KeyboardInterrupt):
@@ -235,6 +244,7 @@ def test_ctrl_c_while_a_finished_preset_is_recorded_keeps_it():
 
     archs = [(name, get_preset(name)) for name in ("wrn-10-1", "wrn-10-2")]
     rows, lines = {}, []
+    _python_sigint()
 
     def record(name, row):  # Ctrl-C lands here; the row must still be kept (a preset's minutes of training)
         _ctrl_c()
@@ -263,7 +273,8 @@ def test_ctrl_c_keeps_finished_presets_and_ends_the_training_processes(tiny, tmp
     cmd = [sys.executable, "-m", "search.cli", "compare", str(run), "--presets", "wrn-10-1,wrn-16-4,wrn-16-2",
            "--jobs", "2", "--no-remeasure"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
     lines = []
     for line in proc.stdout:  # wrn-10-1 is the smallest: it finishes first, wrn-16-2 starts then
         lines.append(line)
