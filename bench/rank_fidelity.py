@@ -226,7 +226,8 @@ def long_epoch_fidelity(rows: list[dict[str, Any]], epochs: list[int], *,
 
     out: dict[int, dict[str, float]] = {}
     done = [r for r in rows if r.get("long_curve")]
-    done = [r for r in done if len(r["long_curve"]) == max(len(r["long_curve"]) for r in done)]  # complete ones
+    full = max((len(r["long_curve"]) for r in done), default=0)
+    done = [r for r in done if len(r["long_curve"]) == full]  # complete long trainings only
     if budget is None:
         pairs_of = [(r["long_curve"], r["long_curve"][-1]) for r in done]
     else:

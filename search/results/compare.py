@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,7 +110,11 @@ def _measure_apart(conn: Any, name: str, arch: Arch, evaluate: Any, cfg: Config)
 def _sigint_deferred() -> Iterator[None]:
     """A Ctrl-C meanwhile is held back and raised (as the handler before would) when this ends. SIGINT is blocked
     in this thread, so a process started meanwhile inherits the mask through fork and exec and never sees the
-    terminal's Ctrl-C; and it is only noted should another thread of this process take it."""
+    terminal's Ctrl-C; and it is only noted should another thread of this process take it. Outside the main thread
+    (a library caller) nothing is changed: Python runs signal handlers in the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     noted: list[int] = []
     before = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
