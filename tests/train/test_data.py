@@ -38,6 +38,28 @@ def test_digits_native_size():
     assert float(small.train.images.max()) == 1.0 and float(small.train.images.min()) == 0.0
 
 
+def test_digits_are_scikit_learns_images_without_importing_scikit_learn():
+    """The bundle holds scikit-learn's ``load_digits`` images and labels (read from the file it ships), and loading
+    them imports neither scikit-learn nor SciPy: each trial process loads the data set, and those imports cost ~1 s
+    there (bench/overhead.py)."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    small = load_dataset("digits", image_size=8)
+    images = torch.cat([small.train.images, small.test.images]) * 16.0
+    labels = torch.cat([small.train.labels, small.test.labels])
+    ref = [(tuple(im.ravel()), int(t)) for im, t in zip(raw.images, raw.target)]
+    got = [(tuple(float(v) for v in im.ravel()), int(t)) for im, t in zip(images.numpy(), labels)]
+    assert sorted(got) == sorted(ref)  # the same 1,797 (image, label) pairs, split into train and test
+    code = ("import sys; from train import load_dataset; load_dataset('digits'); "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_val_split_disjoint_stratified_and_seeded(digits):
     train, val = make_loaders(digits, batch_size=64, val_fraction=0.2, seed=0)
     tr, va = set(train.indices.tolist()), set(val.indices.tolist())
