@@ -352,15 +352,25 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+# LibYAML's emitter when PyYAML was built with it: the same text, ~4× faster (a search writes every proposal's
+# YAML in its driver, and each trial process parses one); the pure-Python classes otherwise.
+_FastDumper: type = type("_FastDumper", (yaml.CSafeDumper,), {"ignore_aliases": _Dumper.ignore_aliases}) \
+    if getattr(yaml, "__with_libyaml__", False) else _Dumper
+_FastLoader: type = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+
+
 def to_yaml(arch: Arch) -> str:
     """Canonical YAML; ``to_yaml(from_yaml(to_yaml(a))) == to_yaml(a)`` byte for byte."""
-    return yaml.dump(to_dict(arch), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+    return yaml.dump(to_dict(arch), Dumper=_FastDumper, sort_keys=False, default_flow_style=False, width=100)
 
 
 def from_yaml(text: str) -> Arch:
     """Parse YAML (safe loader: ``!!python`` tags are rejected) into a validated :class:`Arch`."""
     try:
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.load(text, Loader=_FastLoader)  # a safe loader: LibYAML's or PyYAML's SafeLoader
+        except yaml.YAMLError:
+            data = yaml.safe_load(text)  # the pure-Python parser's message (its line numbers), as before
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
