@@ -33,7 +33,7 @@ from .samplers import make_sampler
 from .schedulers import is_intermediate, make_scheduler
 from .searcher import Limit, NasOptunaSearch, epoch_arrivals
 from .space_def import InvalidSample, SearchSpace
-from .storage import make_storage, set_user_attrs
+from .storage import deferred_params, make_storage, set_user_attrs
 
 if TYPE_CHECKING:
     from .evaluation import Screen
@@ -133,13 +133,14 @@ class DefineByRun:
         if self.owner is not None:
             record_trial_heartbeat(trial.study, trial)
             trial.set_user_attr(LEASE_ATTR, self.owner)
-        try:
-            arch = self.space.sample(trial)
-        except InvalidSample as exc:
-            trial.set_user_attr("fail_reason", f"InvalidSample: {exc}")
-            return {"invalid": str(exc)}
-        text = arch.to_yaml()
-        set_user_attrs(trial, {"arch_id": arch.arch_id, "arch_yaml": text})
+        with deferred_params(trial):  # the parameters go in one transaction with the attributes below
+            try:
+                arch = self.space.sample(trial)
+            except InvalidSample as exc:
+                set_user_attrs(trial, {"fail_reason": f"InvalidSample: {exc}"})
+                return {"invalid": str(exc)}
+            text = arch.to_yaml()
+            set_user_attrs(trial, {"arch_id": arch.arch_id, "arch_yaml": text})
         return {"arch_yaml": text}
 
 

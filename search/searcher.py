@@ -62,7 +62,7 @@ from evaluators import get_metric, list_metrics
 from space import from_yaml
 
 from .schedulers import is_intermediate
-from .storage import set_user_attrs
+from .storage import set_user_attrs, tell
 
 if TYPE_CHECKING:
     from .evaluation import Screen
@@ -229,7 +229,7 @@ class NasOptunaSearch(OptunaSearch):
                 attrs["screened_out"] = f"{metric} not computed ({why[i]}); no candidate of {n} was scored, the " \
                                         f"first (trial {top.number}) went on"
             set_user_attrs(ot_trial, attrs)
-            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL if "invalid" in config else TrialState.PRUNED)
+            tell(self._ot_study, ot_trial, None, state=TrialState.FAIL if "invalid" in config else TrialState.PRUNED)
             self.screened += 1
         return best
 
@@ -254,7 +254,7 @@ class NasOptunaSearch(OptunaSearch):
         if src.state == TrialState.RUNNING:
             set_user_attrs(ot_trial, {"cached_from": src.number, "fail_reason": f"duplicate: same architecture as "
                                                                                  f"trial {src.number}, still running"})
-            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
+            tell(self._ot_study, ot_trial, None, state=TrialState.FAIL)
             return
         attrs = {key: src.user_attrs[key] for key in (*recorded(), "fail_reason", "pruned_at_epoch", "over_limit",
                                                        "screened_out") if key in src.user_attrs and key != "arch_id"}
@@ -264,7 +264,7 @@ class NasOptunaSearch(OptunaSearch):
         if src.state == TrialState.PRUNED:  # TPE ranks pruned trials by their last intermediate value
             for step, value in src.intermediate_values.items():
                 storage.set_trial_intermediate_value(ot_trial._trial_id, step, value)
-        self._ot_study.tell(ot_trial, src.values if src.state == TrialState.COMPLETE else None, state=src.state)
+        tell(self._ot_study, ot_trial, src.values if src.state == TrialState.COMPLETE else None, state=src.state)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Store a per-epoch report (see the module docstring); Ray's version skips multi-objective studies.
@@ -307,11 +307,11 @@ class NasOptunaSearch(OptunaSearch):
         constraints = constraint_values(result, self.limits)
         set_user_attrs(ot_trial, attrs, {_CONSTRAINTS_KEY: constraints} if constraints is not None else None)
         if stopped:
-            self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
+            tell(self._ot_study, ot_trial, None, state=TrialState.PRUNED)
         elif reason is not None:
-            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
+            tell(self._ot_study, ot_trial, None, state=TrialState.FAIL)
         else:
-            self._ot_study.tell(ot_trial, [float(v) for v in values] if len(values) > 1 else float(values[0]),
+            tell(self._ot_study, ot_trial, [float(v) for v in values] if len(values) > 1 else float(values[0]),
                                 state=TrialState.COMPLETE)
         self._completed_trials.add(trial_id)
 

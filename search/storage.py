@@ -5,14 +5,18 @@ the ``NAS_STORAGE_URL`` environment variable (the only place a password may live
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import optuna
 
 from .errors import ConfigError
+
+Param = tuple[str, float, Any]
+"""A sampled parameter as Optuna stores it: name, value in the distribution's internal form, distribution."""
 
 
 def check_storage_url(url: str) -> Any:
@@ -78,17 +82,31 @@ class _RDBStorage(optuna.storages.RDBStorage):
             _sqlite_pragmas(self.engine)
             self.engine.dispose()  # the connections Optuna opened to create the tables: reopened with the pragmas
 
-    def set_trial_attrs(self, trial_id: int, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> None:
+    def set_trial_attrs(self, trial_id: int, attrs: dict[str, Any], system: dict[str, Any] | None = None,
+                        params: Sequence[Param] = ()) -> None:
         """Every item of ``attrs`` as a user attribute (and of ``system`` as a system attribute) of ``trial_id``, in
         one transaction: Optuna's ``set_trial_user_attr`` commits each one and reads the trial again for each.
         The same check that the trial is still updatable, once; then on SQLite and PostgreSQL one multi-row upsert
         per table (Optuna's own upsert statement, with all rows; SQLite from 3.24, as Optuna), elsewhere Optuna's
-        per-attribute statement."""
+        per-attribute statement.
+
+        ``params``: parameters sampled for the trial (:func:`deferred_params`), written first in the same
+        transaction by Optuna's own statement and check (a distribution incompatible with the one the study
+        already holds under that name raises ValueError, as ``Trial.suggest_*`` does, and nothing is written)."""
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
         groups = [(models.TrialUserAttributeModel, attrs), (models.TrialSystemAttributeModel, system or {})]
         with _create_scoped_session(self.scoped_session, True) as session:
+            if params:
+                study_id = models.TrialModel.find_or_raise_by_id(trial_id, session).study_id
+                known = self.__dict__.setdefault("_param_distributions", {})  # (study, name) -> first distribution
+                for name, value, distribution in params:
+                    self._set_trial_param_without_commit(session, trial_id, name, value, distribution,
+                                                         known.get((study_id, name)))
+                    known.setdefault((study_id, name), distribution)
+                if not attrs and not system:
+                    return
             name = self.engine.name
             if name not in ("sqlite", "postgresql") or (name == "sqlite" and sqlite3.sqlite_version_info < (3, 24)):
                 for model, items in groups:
@@ -160,12 +178,17 @@ def make_storage(url: str, *, field: str = "storage", heartbeat: bool = False) -
 def set_user_attrs(trial: Any, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> None:
     """``trial.set_user_attr`` for every item of ``attrs`` (and ``trial.storage.set_trial_system_attr`` for every
     item of ``system``), in one transaction when the storage is ours (:meth:`_RDBStorage.set_trial_attrs`;
-    behind Optuna's cache as ``_backend``), one by one otherwise."""
-    if not attrs and not system:
+    behind Optuna's cache as ``_backend``), one by one otherwise. Inside :func:`deferred_params` for ``trial``,
+    the parameters sampled so far go in the same transaction."""
+    trial = getattr(trial, "ot_trial", trial)  # Ray's OptunaSearch hands define-by-run functions a wrapper
+    pending = getattr(trial.storage, "pending", None) if isinstance(trial.storage, _DeferParams) else None
+    if not attrs and not system and not pending:
         return
     backend = getattr(trial.storage, "_backend", trial.storage)
     if isinstance(backend, _RDBStorage):
-        backend.set_trial_attrs(trial._trial_id, attrs, system)
+        backend.set_trial_attrs(trial._trial_id, attrs, system, params=pending or ())
+        if pending:
+            pending.clear()
         cached = getattr(trial, "_cached_frozen_trial", None)  # what Trial.user_attrs reads (Optuna >= 4.2)
         if cached is not None:
             cached.user_attrs.update(attrs)
@@ -175,3 +198,61 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any], system: dict[str, Any] | N
         trial.set_user_attr(key, value)
     for key, value in (system or {}).items():
         trial.storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+class _DeferParams:
+    """A trial's view of its storage while :func:`deferred_params` holds its parameter writes: everything goes to
+    the storage, except ``set_trial_param`` for that trial, kept in :attr:`pending`."""
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        self._storage, self._trial_id = storage, trial_id
+        self.pending: list[Param] = []
+
+    def set_trial_param(self, trial_id: int, name: str, value: float, distribution: Any) -> None:
+        if trial_id != self._trial_id:
+            self._storage.set_trial_param(trial_id, name, value, distribution)
+            return
+        self.pending.append((name, value, distribution))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+@contextlib.contextmanager
+def deferred_params(trial: Any) -> Iterator[None]:
+    """Within the block, the parameters ``trial.suggest_*`` samples are written with the next
+    :func:`set_user_attrs` on ``trial`` (or at the end of the block), in one transaction, instead of one
+    transaction each (Optuna's ``Trial._suggest`` writes each at once: a search trial's six parameters were six
+    commits and six reads of the trial). The trial object sees each value at once as usual; other trials are
+    not affected (only this trial object's ``storage`` is wrapped). Only for our storage
+    (:class:`_RDBStorage`); any other storage is left as it is. Samplers do not read the trial being sampled back
+    from the storage (TPE's constant liar leaves it out), so they draw the same values."""
+    trial = getattr(trial, "ot_trial", trial)
+    storage = trial.storage
+    if not isinstance(getattr(storage, "_backend", storage), _RDBStorage):
+        yield
+        return
+    view = _DeferParams(storage, trial._trial_id)
+    trial.storage = view
+    try:
+        yield
+    finally:
+        try:
+            if view.pending:
+                set_user_attrs(trial, {})
+        finally:
+            trial.storage = storage
+
+
+def tell(study: optuna.Study, trial: Any, values: float | Sequence[float] | None = None, *,
+         state: optuna.trial.TrialState | None = None) -> None:
+    """``study.tell(trial, values, state=state)`` without its return value: Optuna's ``tell`` checks and stores the
+    outcome (its ``_tell_with_warning``, called here) and then reads the whole trial back and deep-copies it to
+    return it — one more read of five tables per trial, which the searcher never uses. Optuna's public ``tell``
+    when that function is not there (another Optuna version)."""
+    try:
+        from optuna.study._tell import _tell_with_warning
+    except ImportError:  # pragma: no cover - Optuna moved it
+        study.tell(trial, values, state=state)
+        return
+    _tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)

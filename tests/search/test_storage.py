@@ -304,3 +304,109 @@ def test_user_attrs_of_a_trial_are_set_in_one_transaction(any_rdb):
     assert got[batched.number].system_attrs == got[single.number].system_attrs
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         set_user_attrs(batched, {"late": 1})
+
+
+def _draws(storage, defer: bool, n: int = 24) -> list[dict]:
+    """``n`` trials of configs/quickstart.yaml's space sampled by multivariate TPE with the constant liar, two
+    running at a time (each told one trial late), through the search's own define-by-run function."""
+    from search import SearchSpace, load_config
+    from search.run import DefineByRun
+
+    cfg = load_config("configs/quickstart.yaml")
+    space = SearchSpace(cfg.space, input_size=16)
+    sampler = optuna.samplers.TPESampler(seed=5, n_startup_trials=6, multivariate=True, constant_liar=True)
+    study = optuna.create_study(storage=storage, study_name="draws", directions=["maximize", "minimize"],
+                                sampler=sampler)
+    run = DefineByRun(space, ["val_acc", "macs"])
+    if not defer:  # the same function, each parameter written at once by Optuna
+        import search.run as module
+
+        saved = module.deferred_params
+        module.deferred_params = lambda trial: __import__("contextlib").nullcontext()
+    try:
+        running = []
+        for i in range(n):
+            trial = study.ask()
+            run(trial)
+            running.append(trial)
+            if len(running) == 2:
+                done = running.pop(0)
+                study.tell(done, [len(done.params) + (i % 5) / 10, float(i % 7)])
+        study.tell(running.pop(), [0.5, 1.0])
+    finally:
+        if not defer:
+            module.deferred_params = saved
+    return [{"params": t.params, "dists": t.distributions, "attrs": t.user_attrs}
+            for t in optuna.load_study(study_name="draws", storage=storage).trials]
+
+
+def test_deferred_parameters_are_written_as_optuna_writes_them(any_rdb, tmp_path):
+    """With the parameters of a proposal written in one transaction (deferred_params), a search draws and stores
+    exactly what it draws with Optuna writing each one at once: the same 24 TPE proposals (constant liar, two
+    running), parameters, distributions and attributes read back through Optuna from a fresh storage."""
+    deferred = _draws(make_storage(any_rdb), defer=True)
+    direct = _draws(make_storage(f"sqlite:///{tmp_path / 'direct.db'}"), defer=False)
+    assert len(deferred) == 24 and all(d["params"] for d in deferred)
+    assert deferred == direct
+
+
+def test_deferred_parameters_take_one_commit_and_keep_optunas_check(any_rdb):
+    """A proposal's parameters and its attributes: one commit (was one per parameter, plus one); a parameter whose
+    distribution differs from the one the study holds under that name is refused as Trial.suggest_* refuses it
+    (Optuna's ValueError), and nothing of that proposal is written."""
+    from sqlalchemy import event
+
+    from search.storage import deferred_params, set_user_attrs
+
+    storage = make_storage(any_rdb)
+    study = optuna.create_study(storage=storage, study_name="one", sampler=optuna.samplers.RandomSampler(seed=0))
+    commits = []
+    event.listen(storage.engine, "commit", lambda conn: commits.append(1))
+    first = study.ask()
+    commits.clear()
+    with deferred_params(first):
+        values = [first.suggest_categorical(f"p{k}", [1, 2, 3]) for k in range(6)]
+        assert first.params == {f"p{k}": v for k, v in enumerate(values)}  # seen at once by the trial
+        set_user_attrs(first, {"arch_id": "abc"})
+    assert len(commits) == 1
+    study.tell(first, 1.0)
+    back = optuna.load_study(study_name="one", storage=make_storage(any_rdb)).trials[0]
+    assert back.params == first.params and back.user_attrs == {"arch_id": "abc"}
+    assert back.distributions["p0"] == optuna.distributions.CategoricalDistribution([1, 2, 3])
+
+    second = study.ask()
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        with deferred_params(second):
+            second.suggest_categorical("p1", [1, 2, 3])
+            second.suggest_float("p0", 0.0, 1.0)  # p0 is categorical in this study
+    again = optuna.load_study(study_name="one", storage=make_storage(any_rdb)).trials[1]
+    assert again.params == {} and again.state == optuna.trial.TrialState.RUNNING
+
+
+def test_tell_stores_what_optunas_tell_stores_without_reading_the_trial_back(tmp_path):
+    """search.storage.tell and Optuna's Study.tell leave the same trials (values, states, a pruned trial's last
+    intermediate value as its value); ours runs fewer statements (no read-back of the whole trial)."""
+    from sqlalchemy import event
+
+    from search.storage import tell
+
+    storage = make_storage(f"sqlite:///{tmp_path / 't.db'}")
+    study = optuna.create_study(storage=storage, study_name="t", direction="maximize")
+    statements = []
+    event.listen(storage.engine, "before_cursor_execute", lambda *a: statements.append(1))
+    counts = {}
+    ways = (("optuna", lambda t, v, s: study.tell(t, v, state=s)), ("ours", lambda t, v, s: tell(study, t, v, state=s)))
+    for who, told in ways:
+        for values, state in ((0.9, optuna.trial.TrialState.COMPLETE), (None, optuna.trial.TrialState.FAIL),
+                              (None, optuna.trial.TrialState.PRUNED)):
+            trial = study.ask()
+            trial.suggest_int("x", 0, 3)
+            storage.set_trial_intermediate_value(trial._trial_id, 2, 0.25)
+            statements.clear()
+            told(trial, values, state)
+            counts.setdefault(who, []).append(len(statements))
+    trials = optuna.load_study(study_name="t", storage=make_storage(f"sqlite:///{tmp_path / 't.db'}")).trials
+    strip = [(t.state, t.values, t.intermediate_values) for t in trials]
+    assert strip[:3] == strip[3:]
+    assert strip[2][1] == [0.25]  # PRUNED: the last intermediate value (as Optuna's own tell stores it)
+    assert all(o > u for o, u in zip(counts["optuna"], counts["ours"])), counts
