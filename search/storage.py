@@ -99,12 +99,7 @@ class _RDBStorage(optuna.storages.RDBStorage):
         groups = [(models.TrialUserAttributeModel, attrs), (models.TrialSystemAttributeModel, system or {})]
         with _create_scoped_session(self.scoped_session, True) as session:
             if params:
-                study_id = models.TrialModel.find_or_raise_by_id(trial_id, session).study_id
-                known = self.__dict__.setdefault("_param_distributions", {})  # (study, name) -> first distribution
-                for name, value, distribution in params:
-                    self._set_trial_param_without_commit(session, trial_id, name, value, distribution,
-                                                         known.get((study_id, name)))
-                    known.setdefault((study_id, name), distribution)
+                self._add_params(session, trial_id, params)
                 if not attrs and not system:
                     return
             name = self.engine.name
@@ -126,6 +121,40 @@ class _RDBStorage(optuna.storages.RDBStorage):
                                              for key, value in items.items()])
                 session.execute(stmt.on_conflict_do_update(index_elements=[model.trial_id, model.key],
                                                            set_={"value_json": stmt.excluded.value_json}))
+
+    def _add_params(self, session: Any, trial_id: int, params: Sequence[Param]) -> None:
+        """What Optuna's ``_set_trial_param_without_commit`` does for each parameter, for all of them at once: the
+        trial read and checked updatable once (Optuna: once per parameter), each distribution checked against the
+        one the study already holds under that name (Optuna's check; the study's first row with that name, read
+        once per name and process), and the rows added together (one flush, one multi-row INSERT)."""
+        from optuna import distributions as dists
+        from optuna.storages._rdb import models
+
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        self.check_trial_is_updatable(trial_id, trial.state)
+        known = self.__dict__.setdefault("_param_distributions", {})  # (study id, name) -> a stored distribution
+        rows = []
+        for name, value, distribution in params:
+            key = (trial.study_id, name)
+            if key not in known:
+                first = (session.query(models.TrialParamModel).join(models.TrialModel)
+                         .filter(models.TrialModel.study_id == trial.study_id)
+                         .filter(models.TrialParamModel.param_name == name).first())
+                if first is not None:
+                    known[key] = dists.json_to_distribution(first.distribution_json)
+            if key in known:
+                dists.check_distribution_compatibility(known[key], distribution)
+            rows.append(models.TrialParamModel(trial_id=trial_id, param_name=name, param_value=value,
+                                               distribution_json=dists.distribution_to_json(distribution)))
+        session.add_all(rows)
+        for name, _, distribution in params:
+            known.setdefault((trial.study_id, name), distribution)
+
+    def delete_study(self, study_id: int) -> None:
+        super().delete_study(study_id)
+        known = self.__dict__.get("_param_distributions", {})  # a new study may be given the same id
+        for key in [k for k in known if k[0] == study_id]:
+            del known[key]
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "url": _masked(self.url)}

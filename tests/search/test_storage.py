@@ -410,3 +410,19 @@ def test_tell_stores_what_optunas_tell_stores_without_reading_the_trial_back(tmp
     assert strip[:3] == strip[3:]
     assert strip[2][1] == [0.25]  # PRUNED: the last intermediate value (as Optuna's own tell stores it)
     assert all(o > u for o, u in zip(counts["optuna"], counts["ours"])), counts
+
+
+def test_deferred_parameters_of_a_study_made_again_under_the_same_id(tmp_path):
+    """A study deleted and created again (SQLite may give it the same id) starts with no parameter distributions:
+    the new study's first proposal may use a name the deleted study held with another distribution."""
+    from search.storage import deferred_params
+
+    storage = make_storage(f"sqlite:///{tmp_path / 'again.db'}")
+    for kind in ("int", "float"):
+        study = optuna.create_study(storage=storage, study_name="again")
+        trial = study.ask()
+        with deferred_params(trial):
+            trial.suggest_int("x", 0, 3) if kind == "int" else trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, 1.0)
+        assert optuna.load_study(study_name="again", storage=storage).trials[0].params == trial.params
+        optuna.delete_study(study_name="again", storage=storage)
