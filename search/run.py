@@ -121,7 +121,8 @@ class DefineByRun:
     Records ``arch_id``/``arch_yaml`` on the Optuna trial at sampling time; an invalid combination
     becomes ``{"invalid": reason}`` and the trial fails with that reason without building anything. A re-proposed
     architecture is answered by the searcher before it reaches Ray (search/searcher.py).
-    ``owner``: the driver's id (search/lease.py), recorded first, after the trial's first heartbeat.
+    ``owner``: the driver's id (search/lease.py), recorded with the sampled parameters and ``arch_id``, after the
+    trial's first heartbeat (a driver killed before that leaves the trial without an owner: abandoned).
     """
 
     def __init__(self, space: SearchSpace, objectives: Sequence[str], owner: str | None = None) -> None:
@@ -130,17 +131,18 @@ class DefineByRun:
         self.owner = owner
 
     def __call__(self, trial: Any) -> dict[str, Any]:
+        owner = {}
         if self.owner is not None:
             record_trial_heartbeat(trial.study, trial)
-            trial.set_user_attr(LEASE_ATTR, self.owner)
-        with deferred_params(trial):  # the parameters go in one transaction with the attributes below
+            owner = {LEASE_ATTR: self.owner}
+        with deferred_params(trial):  # the parameters, the owner and the outcome below: one transaction
             try:
                 arch = self.space.sample(trial)
             except InvalidSample as exc:
-                set_user_attrs(trial, {"fail_reason": f"InvalidSample: {exc}"})
+                set_user_attrs(trial, {**owner, "fail_reason": f"InvalidSample: {exc}"})
                 return {"invalid": str(exc)}
             text = arch.to_yaml()
-            set_user_attrs(trial, {"arch_id": arch.arch_id, "arch_yaml": text})
+            set_user_attrs(trial, {**owner, "arch_id": arch.arch_id, "arch_yaml": text})
         return {"arch_yaml": text}
 
 
