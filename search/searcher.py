@@ -270,7 +270,7 @@ class NasOptunaSearch(OptunaSearch):
         """Store a per-epoch report (see the module docstring); Ray's version skips multi-objective studies.
 
         Optuna's ``Trial.report`` refuses multi-objective studies, so the intermediate value goes to the storage
-        through the trial's ``storage`` and ``_trial_id``, here only."""
+        through the trial's ``storage`` and ``_trial_id``, here only, in one transaction with the epoch's row."""
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         if trial_id in self._completed_trials or trial_id not in self._ot_trials or not is_intermediate(result) \
                 or any(result.get(m) is None for m in metrics):
@@ -278,11 +278,13 @@ class NasOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         epoch = int(result["epoch"])
         values = {m: float(result[m]) for m in metrics}
-        ot_trial.storage.set_trial_intermediate_value(ot_trial._trial_id, epoch, values[metrics[0]])
         at = max(time.time(), getattr(self, "_last_at", 0.0) + 1e-6)  # strictly increasing: arrival order
         self._last_at = at
         history = list(ot_trial.user_attrs.get(EPOCH_ATTR, []))
-        ot_trial.set_user_attr(EPOCH_ATTR, [*history, {"epoch": epoch, "at": at, "values": values}])
+        # the intermediate value and the epoch's row in one transaction: the trial process waits for this
+        # (Ray Tune's function trainables report synchronously)
+        set_user_attrs(ot_trial, {EPOCH_ATTR: [*history, {"epoch": epoch, "at": at, "values": values}]},
+                       intermediate=(epoch, values[metrics[0]]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials:

@@ -83,7 +83,7 @@ class _RDBStorage(optuna.storages.RDBStorage):
             self.engine.dispose()  # the connections Optuna opened to create the tables: reopened with the pragmas
 
     def set_trial_attrs(self, trial_id: int, attrs: dict[str, Any], system: dict[str, Any] | None = None,
-                        params: Sequence[Param] = ()) -> None:
+                        params: Sequence[Param] = (), intermediate: tuple[int, float] | None = None) -> None:
         """Every item of ``attrs`` as a user attribute (and of ``system`` as a system attribute) of ``trial_id``, in
         one transaction: Optuna's ``set_trial_user_attr`` commits each one and reads the trial again for each.
         The same check that the trial is still updatable, once; then on SQLite and PostgreSQL one multi-row upsert
@@ -92,7 +92,9 @@ class _RDBStorage(optuna.storages.RDBStorage):
 
         ``params``: parameters sampled for the trial (:func:`deferred_params`), written first in the same
         transaction by Optuna's own statement and check (a distribution incompatible with the one the study
-        already holds under that name raises ValueError, as ``Trial.suggest_*`` does, and nothing is written)."""
+        already holds under that name raises ValueError, as ``Trial.suggest_*`` does, and nothing is written).
+        ``intermediate``: ``(step, value)``, an intermediate value written in the same transaction by Optuna's own
+        statement (what ``set_trial_intermediate_value`` writes)."""
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
@@ -100,8 +102,10 @@ class _RDBStorage(optuna.storages.RDBStorage):
         with _create_scoped_session(self.scoped_session, True) as session:
             if params:
                 self._add_params(session, trial_id, params)
-                if not attrs and not system:
-                    return
+            if intermediate is not None:
+                self._set_trial_intermediate_value_without_commit(session, trial_id, *intermediate)
+            if not attrs and not system:
+                return
             name = self.engine.name
             if name not in ("sqlite", "postgresql") or (name == "sqlite" and sqlite3.sqlite_version_info < (3, 24)):
                 for model, items in groups:
@@ -204,18 +208,20 @@ def make_storage(url: str, *, field: str = "storage", heartbeat: bool = False) -
         raise ConfigError(f"{field}: cannot open {safe!r}: {type(exc).__name__}: {detail}") from None
 
 
-def set_user_attrs(trial: Any, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> None:
+def set_user_attrs(trial: Any, attrs: dict[str, Any], system: dict[str, Any] | None = None, *,
+                   intermediate: tuple[int, float] | None = None) -> None:
     """``trial.set_user_attr`` for every item of ``attrs`` (and ``trial.storage.set_trial_system_attr`` for every
-    item of ``system``), in one transaction when the storage is ours (:meth:`_RDBStorage.set_trial_attrs`;
-    behind Optuna's cache as ``_backend``), one by one otherwise. Inside :func:`deferred_params` for ``trial``,
-    the parameters sampled so far go in the same transaction."""
+    item of ``system``; ``trial.storage.set_trial_intermediate_value(trial._trial_id, *intermediate)``), in one
+    transaction when the storage is ours (:meth:`_RDBStorage.set_trial_attrs`; behind Optuna's cache as
+    ``_backend``), one by one otherwise. Inside :func:`deferred_params` for ``trial``, the parameters sampled so
+    far go in the same transaction."""
     trial = getattr(trial, "ot_trial", trial)  # Ray's OptunaSearch hands define-by-run functions a wrapper
     pending = getattr(trial.storage, "pending", None) if isinstance(trial.storage, _DeferParams) else None
-    if not attrs and not system and not pending:
+    if not attrs and not system and not pending and intermediate is None:
         return
     backend = getattr(trial.storage, "_backend", trial.storage)
     if isinstance(backend, _RDBStorage):
-        backend.set_trial_attrs(trial._trial_id, attrs, system, params=pending or ())
+        backend.set_trial_attrs(trial._trial_id, attrs, system, params=pending or (), intermediate=intermediate)
         if pending:
             pending.clear()
         cached = getattr(trial, "_cached_frozen_trial", None)  # what Trial.user_attrs reads (Optuna >= 4.2)
@@ -223,6 +229,8 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any], system: dict[str, Any] | N
             cached.user_attrs.update(attrs)
             cached.system_attrs.update(system or {})
         return
+    if intermediate is not None:
+        trial.storage.set_trial_intermediate_value(trial._trial_id, *intermediate)
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     for key, value in (system or {}).items():

@@ -426,3 +426,27 @@ def test_deferred_parameters_of_a_study_made_again_under_the_same_id(tmp_path):
         study.tell(trial, 1.0)
         assert optuna.load_study(study_name="again", storage=storage).trials[0].params == trial.params
         optuna.delete_study(study_name="again", storage=storage)
+
+
+def test_an_intermediate_value_and_attributes_in_one_transaction(any_rdb):
+    """set_user_attrs(..., intermediate=(step, value)) stores what Optuna's set_trial_intermediate_value and
+    Trial.set_user_attr store (a twin trial written Optuna's way, read back through Optuna), in one commit; a
+    step reported again is overwritten, as Optuna overwrites it."""
+    from sqlalchemy import event
+
+    from search.storage import set_user_attrs
+
+    storage = make_storage(any_rdb)
+    study = optuna.create_study(storage=storage, study_name="iv", directions=["maximize", "minimize"])
+    ours, theirs = study.ask(), study.ask()
+    commits = []
+    event.listen(storage.engine, "commit", lambda conn: commits.append(1))
+    for step, value in ((1, 0.25), (2, 0.5), (2, 0.625)):
+        commits.clear()
+        set_user_attrs(ours, {"epochs_seen": step}, intermediate=(step, value))
+        assert len(commits) == 1
+        theirs.storage.set_trial_intermediate_value(theirs._trial_id, step, value)
+        theirs.set_user_attr("epochs_seen", step)
+    got = optuna.load_study(study_name="iv", storage=make_storage(any_rdb)).trials
+    assert got[0].intermediate_values == got[1].intermediate_values == {1: 0.25, 2: 0.625}
+    assert got[0].user_attrs == got[1].user_attrs == {"epochs_seen": 2}
