@@ -130,7 +130,8 @@ class _RDBStorage(optuna.storages.RDBStorage):
         """What Optuna's ``_set_trial_param_without_commit`` does for each parameter, for all of them at once: the
         trial read and checked updatable once (Optuna: once per parameter), each distribution checked against the
         one the study already holds under that name (Optuna's check; the study's first row with that name, read
-        once per name and process), and the rows added together (one flush, one multi-row INSERT)."""
+        once per name and process), and the rows inserted by one ``executemany``."""
+        import sqlalchemy
         from optuna import distributions as dists
         from optuna.storages._rdb import models
 
@@ -148,9 +149,9 @@ class _RDBStorage(optuna.storages.RDBStorage):
                     known[key] = dists.json_to_distribution(first.distribution_json)
             if key in known:
                 dists.check_distribution_compatibility(known[key], distribution)
-            rows.append(models.TrialParamModel(trial_id=trial_id, param_name=name, param_value=value,
-                                               distribution_json=dists.distribution_to_json(distribution)))
-        session.add_all(rows)
+            rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
+                         "distribution_json": dists.distribution_to_json(distribution)})
+        session.execute(sqlalchemy.insert(models.TrialParamModel), rows)  # one executemany
         for name, _, distribution in params:
             known.setdefault((trial.study_id, name), distribution)
 
