@@ -162,7 +162,9 @@ class _RDBStorage(optuna.storages.RDBStorage):
             del known[key]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "url": _masked(self.url)}
+        state = {**super().__getstate__(), "url": _masked(self.url)}
+        state.pop("_param_distributions", None)  # a cache of this process
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         env = os.environ.get("NAS_STORAGE_URL")
@@ -264,7 +266,8 @@ def deferred_params(trial: Any) -> Iterator[None]:
     commits and six reads of the trial). The trial object sees each value at once as usual; other trials are
     not affected (only this trial object's ``storage`` is wrapped). Only for our storage
     (:class:`_RDBStorage`); any other storage is left as it is. Samplers do not read the trial being sampled back
-    from the storage (TPE's constant liar leaves it out), so they draw the same values."""
+    from the storage (TPE's constant liar leaves it out), so they draw the same values. An exception in the block
+    leaves the parameters still pending unwritten (Optuna would have written those sampled before it)."""
     trial = getattr(trial, "ot_trial", trial)
     storage = trial.storage
     if not isinstance(getattr(storage, "_backend", storage), _RDBStorage):
@@ -274,12 +277,10 @@ def deferred_params(trial: Any) -> Iterator[None]:
     trial.storage = view
     try:
         yield
-    finally:
-        try:
-            if view.pending:
-                set_user_attrs(trial, {})
-        finally:
-            trial.storage = storage
+        if view.pending:
+            set_user_attrs(trial, {})
+    finally:  # an error in the block (the search stops) leaves what is still pending unwritten
+        trial.storage = storage
 
 
 def tell(study: optuna.Study, trial: Any, values: float | Sequence[float] | None = None, *,
