@@ -44,8 +44,8 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="nasbench", dir="/tmp"))
     cfg = load_config(args.config)
-    args.trials = args.trials or cfg.search.n_trials
-    args.epochs = args.epochs or cfg.proxy.epochs
+    args.trials = cfg.search.n_trials if args.trials is None else args.trials
+    args.epochs = cfg.proxy.epochs if args.epochs is None else args.epochs
     cfg = cfg.model_copy(update={
         "name": "overhead", "objectives": ["val_acc", "macs"],
         "proxy": cfg.proxy.model_copy(update={"epochs": args.epochs}),

@@ -152,8 +152,7 @@ class _RDBStorage(optuna.storages.RDBStorage):
             rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
                          "distribution_json": dists.distribution_to_json(distribution)})
         session.execute(sqlalchemy.insert(models.TrialParamModel), rows)  # one executemany
-        for name, _, distribution in params:
-            known.setdefault((trial.study_id, name), distribution)
+        known.update({(trial.study_id, name): d for name, _, d in params if (trial.study_id, name) not in known})
 
     def delete_study(self, study_id: int) -> None:
         super().delete_study(study_id)
