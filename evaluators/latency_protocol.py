@@ -12,6 +12,7 @@ so numbers measured at different moments against the same stored reference are c
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 from typing import Any, Callable, Mapping, Sequence
@@ -23,6 +24,8 @@ from space import Arch, wrn
 from . import latency_timing
 from .latency_cache import LatencyCache
 from .latency_timing import Rounds, estimate, round_estimate
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("plain", "interleaved")
 REFERENCE = "wrn-16-1"
@@ -138,10 +141,23 @@ def _half_width(ratios: Sequence[float]) -> float:
     return (hi - lo) / 2
 
 
+STALE = 1.25
+"""A reference latency found in the machine's store and more than ``STALE`` times a calibration taken now was
+calibrated while other work slowed the machine, and is replaced. Idle, calibrations of the reference on this
+2-core VM spread by a few percent (docs/latency.md); a load that slows it by a quarter or more is what makes one
+stale (2.2× was found on this VM, calibrated during a test run)."""
+
+
 class ReferenceLatency:
-    """The reference's calibrated latency (ms) per setting: looked up in ``stores`` in order (e.g. a run's cache,
-    then the machine's file), else calibrated once; then written to every store that lacked it, so a run, its
-    resumes and its trial processes all scale by the same number. Call it holding the measurement gate."""
+    """The reference's calibrated latency (ms) per setting: looked up in ``stores`` in order (a run's cache first,
+    the machine's shared file last), else calibrated once; then written to every store that lacked it, so a run,
+    its resumes and its trial processes all scale by the same number. Call it holding the measurement gate.
+
+    A value found in the last store (the machine's, shared by runs; also when it is the only one) is checked
+    first: calibrated now too, and when the stored value exceeds :data:`STALE` × this one it was calibrated on a
+    loaded machine, so the new one replaces it in every store (logged). A value below what the machine measures
+    now is kept: the interleaved ratio cancels a load of the moment, and runs on this machine stay comparable.
+    A value found in an earlier store (the run's own) is used as it is: a run's latencies share one scale."""
 
     def __init__(self, stores: Sequence[LatencyCache] = (), *, recalibrate: bool = False) -> None:
         self.stores = list(stores)
@@ -158,6 +174,13 @@ class ReferenceLatency:
                 missing.append(store)
             if found is None:
                 found = float(calibrate())
+            elif len(missing) == len(self.stores) - 1:  # found in the machine's store: check it
+                now = float(calibrate())
+                if found > STALE * now:
+                    log.warning("reference %s: the stored calibration %.4f ms is %.2f× one taken now (%.4f ms), "
+                                "so it was taken on a loaded machine; replaced by the new one", REFERENCE, found,
+                                found / now, now)
+                    found, missing = now, self.stores
             for store in missing:
                 store.put_reference(key, found)
             self._memo[key] = found

@@ -126,8 +126,15 @@ def test_interleaved_ratio_survives_drift_and_scales_by_the_stored_reference(clo
     cache = LatencyCache(tmp_path / "c.sqlite")
     cache.put_reference("k", 2.5)
     refs = ReferenceLatency([LatencyCache(tmp_path / "run.sqlite"), cache])
-    assert refs.get("k", lambda: pytest.fail("calibrated although a store had it")) == 2.5
+    checks = []
+    assert refs.get("k", lambda: checks.append(2.2) or 2.2) == 2.5  # the machine's value, checked: within 1.25×
+    assert refs.get("k", lambda: pytest.fail("checked twice")) == 2.5 and checks == [2.2]
     assert LatencyCache(tmp_path / "run.sqlite").get_reference("k") == 2.5  # copied into the first store
+    assert ReferenceLatency([LatencyCache(tmp_path / "run.sqlite"), cache]).get(
+        "k", lambda: pytest.fail("a run's own value is not checked")) == 2.5
+    stale = ReferenceLatency([LatencyCache(tmp_path / "run2.sqlite"), cache])
+    assert stale.get("k", lambda: 1.9) == 1.9  # 2.5 > 1.25 × 1.9: calibrated on a loaded machine, replaced
+    assert cache.get_reference("k") == LatencyCache(tmp_path / "run2.sqlite").get_reference("k") == 1.9
     assert ReferenceLatency([cache]).get("new", lambda: 1.75) == 1.75 and cache.get_reference("new") == 1.75
 
 

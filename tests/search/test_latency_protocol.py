@@ -68,3 +68,41 @@ def test_plain_is_the_default_and_the_protocol_is_part_of_the_cache_key(tmp_path
         parse_config({"latency": {"max_seconds": 0}})
     with pytest.raises(ConfigError, match="latency.ci: must be less than 1"):
         parse_config({"latency": {"ci": 1.5}})
+
+
+def _plain_reference_ms() -> float:
+    """The reference network (wrn-16-1 at 16², one channel, batch 1, one thread) timed now with the plain protocol:
+    a measurement independent of the interleaved protocol's calibration."""
+    from evaluators.latency import measure_latency
+
+    model = space.build_model(space.wrn(16, 1, input_size=16), num_classes=10, in_chans=1)
+    return measure_latency(model, input_shape=(1, 1, 16, 16), warmup=5, repeats=30, threads=1, rounds=5)["median_ms"]
+
+
+def test_a_machine_reference_calibrated_under_load_is_replaced_by_a_new_run(tmp_path, fresh_memo):
+    """The machine's stored reference was calibrated while other work slowed the machine (injected: 4× what it
+    measures now). A new run checks what it finds there against a calibration of its own before adopting it: the
+    stale value is replaced, in the run's cache and on the machine, and the run's latencies scale by the new one."""
+    key = _key()
+    machine = LatencyCache(tmp_path / "locks" / REFERENCE_FILE)
+    stale = 4 * _plain_reference_ms()
+    machine.put_reference(key, stale)
+    run_cache = tmp_path / "run" / "latency_cache.sqlite"
+    ev = RunLatency(LatencyService(_lat(tmp_path), cache_path=run_cache), in_chans=1, num_classes=10)
+    out = ev.evaluate(space.wrn(10, 1, input_size=16))
+    plain = _plain_reference_ms()
+    assert 0.5 * plain < out["latency_reference_ms"] < 2 * plain  # this moment's speed, not the stale 4×
+    assert machine.get_reference(key) == LatencyCache(run_cache).get_reference(key) == out["latency_reference_ms"]
+
+
+def test_a_machine_reference_faster_than_now_is_kept(tmp_path, fresh_memo):
+    """A stored reference below what the machine measures now (the machine is loaded now: the interleaved ratio
+    cancels that) is kept, so runs on this machine stay comparable."""
+    key = _key()
+    machine = LatencyCache(tmp_path / "locks" / REFERENCE_FILE)
+    fast = _plain_reference_ms() / 4
+    machine.put_reference(key, fast)
+    ev = RunLatency(LatencyService(_lat(tmp_path), cache_path=tmp_path / "run" / "latency_cache.sqlite"),
+                    in_chans=1, num_classes=10)
+    assert ev.evaluate(space.wrn(10, 1, input_size=16))["latency_reference_ms"] == fast
+    assert machine.get_reference(key) == fast
