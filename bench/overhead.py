@@ -29,13 +29,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _positive(text: str) -> int:
+    """An option's value: an integer ≥ 1 (argparse then exits 2 with one line naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {text!r}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
-    ap.add_argument("--trials", type=int, default=None, help="default: the config's search.n_trials")
-    ap.add_argument("--epochs", type=int, default=None, help="default: the config's proxy.epochs")
-    ap.add_argument("--concurrency", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3,
+    ap.add_argument("--trials", type=_positive, default=None, help="default: the config's search.n_trials")
+    ap.add_argument("--epochs", type=_positive, default=None, help="default: the config's proxy.epochs")
+    ap.add_argument("--concurrency", type=_positive, default=1)
+    ap.add_argument("--repeats", type=_positive, default=3,
                     help="searches, each between two plain passes; the median ratio is printed last")
     ap.add_argument("--no-bare", dest="bare", action="store_false",
                     help="skip bare Ray Tune (the same evaluations as a plain function trainable) after each search")
@@ -86,6 +97,9 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         return times
 
+    def start_ray(run: Path) -> None:
+        init_ray(cfg.model_copy(update={"ray": cfg.ray.model_copy(update={"temp_dir": str(run / "ray")})}))
+
     def ours(run: Path) -> tuple[float, float, list[float]]:
         """The search: (tune.fit wall, with Ray start-up/shutdown, each trial's span ask → tell)."""
         storage = make_storage(f"sqlite:///{run / 'study.db'}")
@@ -93,7 +107,7 @@ def main() -> None:
         for p in params:
             study.enqueue_trial(p)
         t0 = time.perf_counter()
-        init_ray(cfg.model_copy(update={"ray": cfg.ray.model_copy(update={"temp_dir": str(run / "ray")})}))
+        start_ray(run)
         t1 = time.perf_counter()
         run_search(space, evaluate, objectives=cfg.objectives, sampler=optuna.samplers.RandomSampler(seed=0),
                    storage=storage, study_name="overhead", n_trials=args.trials, run_dir=run,
@@ -121,7 +135,7 @@ def main() -> None:
             tune.report({**final, "done": True})
 
         t0 = time.perf_counter()
-        init_ray(cfg.model_copy(update={"ray": cfg.ray.model_copy(update={"temp_dir": str(run / "ray")})}))
+        start_ray(run)
         t1 = time.perf_counter()
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(trainable, evaluate=evaluate), {"cpu": 1}),
@@ -137,7 +151,7 @@ def main() -> None:
         return t2 - t1, t3 - t0
 
     print(f"architectures: {args.trials} (fixed, seeded), proxy epochs: {args.epochs}, "
-          f"concurrency: {args.concurrency}, repeats: {args.repeats}, complete: {args.trials}")
+          f"concurrency: {args.concurrency}, repeats: {args.repeats}")
     passes = [plain_loop()]
     rows = []
     for r in range(args.repeats):
@@ -154,7 +168,7 @@ def main() -> None:
         each = [(a + b) / 2 for a, b in zip(before, after)]
         work = sum(each)
         rows.append((fit / work, whole / work, None if bare_fit is None else bare_fit / work))
-        print(f"-- repeat {r + 1}")
+        print(f"-- repeat {r + 1} (every search completed all {len(spans)} architectures)")
         print(f"plain loop   Σ trial work        {work:8.2f} s   (mean of a pass before the searches, "
               f"{sum(before):.2f} s, and one after, {sum(after):.2f} s)")
         print(f"nas search   tune.fit wall        {fit:8.2f} s   ratio {fit / work:5.2f}")
